@@ -1,0 +1,97 @@
+"""Named size presets for the five MEMO networks.
+
+- ``official``: the published ``memoavatar/memo`` configuration (checkpoint_spec.md §2, the reference manifest
+  ``memo_official_state_dicts.json``): SD 1.5 UNets at 512², 768-d face and audio tokens, 9 emotions.
+- ``tiny``: the same architecture with small channels, two UNet levels, narrow tokens and a short audio window;
+  the test suite builds it in milliseconds.
+
+Each preset maps a component name — the subfolder of the official layout — to its class and constructor kwargs.
+"""
+
+from typing import Literal
+
+import torch
+from diffusers.models.modeling_utils import ModelMixin
+
+from memo_model.models.diffusion_net import OFFICIAL_MOTION_MODULE_KWARGS, DiffusionNet
+from memo_model.models.emotion_classifier import AudioEmotionClassifier
+from memo_model.models.projections import AudioProjection, ImageProjection
+from memo_model.models.reference_net import ReferenceNet
+
+PresetName = Literal["official", "tiny"]
+
+COMPONENT_CLASSES: dict[str, type[ModelMixin]] = {
+    "reference_net": ReferenceNet,
+    "diffusion_net": DiffusionNet,
+    "image_proj": ImageProjection,
+    "audio_proj": AudioProjection,
+    "misc/audio_emotion_classifier": AudioEmotionClassifier,
+}
+
+_OFFICIAL: dict[str, dict] = {
+    "reference_net": {},
+    "diffusion_net": {"motion_module_kwargs": dict(OFFICIAL_MOTION_MODULE_KWARGS)},
+    "image_proj": {},
+    "audio_proj": {},
+    "misc/audio_emotion_classifier": {},
+}
+
+_TINY_UNET = {
+    "sample_size": 8,
+    "block_out_channels": (32, 64),
+    "layers_per_block": 1,
+    "norm_num_groups": 8,
+    "cross_attention_dim": 32,
+    "attention_head_dim": 2,  # heads; head dim 16 at 32 channels keeps attention cheap on a CPU
+}
+_TINY: dict[str, dict] = {
+    "reference_net": {
+        **_TINY_UNET,
+        "down_block_types": ("CrossAttnDownBlock2D", "DownBlock2D"),
+        "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D"),
+    },
+    "diffusion_net": {
+        **_TINY_UNET,
+        "down_block_types": ("CrossAttnDownBlock3D", "DownBlock3D"),
+        "up_block_types": ("UpBlock3D", "CrossAttnUpBlock3D"),
+        "motion_module_resolutions": (1, 2),
+        "motion_module_kwargs": {**OFFICIAL_MOTION_MODULE_KWARGS, "num_attention_heads": 2},
+        "audio_attention_dim": 32,
+    },
+    "image_proj": {"cross_attention_dim": 32, "clip_embeddings_dim": 16, "clip_extra_context_tokens": 2},
+    "audio_proj": {
+        "seq_len": 5,
+        "blocks": 2,
+        "channels": 8,
+        "intermediate_dim": 32,
+        "output_dim": 32,
+        "context_tokens": 4,
+    },
+    "misc/audio_emotion_classifier": {"num_classifier_layers": 3, "num_classifier_channels": 32, "input_dim": 16},
+}
+
+PRESETS: dict[str, dict[str, dict]] = {"official": _OFFICIAL, "tiny": _TINY}
+
+
+def preset_config(preset: PresetName, component: str) -> dict:
+    """The constructor kwargs of one component in a preset."""
+    if preset not in PRESETS:
+        raise ValueError(f"Unknown preset {preset!r}; choose one of {sorted(PRESETS)}.")
+    if component not in COMPONENT_CLASSES:
+        raise ValueError(f"Unknown component {component!r}; choose one of {sorted(COMPONENT_CLASSES)}.")
+    return dict(PRESETS[preset][component])
+
+
+def build_component(preset: PresetName, component: str, device: str | torch.device | None = None) -> ModelMixin:
+    """Instantiate one component; ``device="meta"`` builds the full official size without allocating memory."""
+    cls = COMPONENT_CLASSES[component]
+    kwargs = preset_config(preset, component)
+    if device is None:
+        return cls(**kwargs)
+    with torch.device(device):
+        return cls(**kwargs)
+
+
+def build_components(preset: PresetName, device: str | torch.device | None = None) -> dict[str, ModelMixin]:
+    """All five components of a preset, keyed like ``load_components``: ``misc/x`` -> ``x``."""
+    return {name.rsplit("/", 1)[-1]: build_component(preset, name, device) for name in COMPONENT_CLASSES}

@@ -1,0 +1,56 @@
+"""Shared test helpers: the real MEMO classes at tiny size (no mocks)."""
+
+import pytest
+import torch
+
+from memo_model.models.presets import build_components
+
+
+def wake_zero_init(model: torch.nn.Module, std: float = 0.05, seed: int = 0) -> torch.nn.Module:
+    """Give zero-initialised output projections small random weights, so new modules do something."""
+    generator = torch.Generator().manual_seed(seed)
+    for name, parameter in model.named_parameters():
+        if "proj_out" in name and torch.count_nonzero(parameter) == 0:
+            with torch.no_grad():
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * std)
+    return model
+
+
+@pytest.fixture
+def tiny():
+    """Fresh tiny components (seeded), keyed like ``load_components``."""
+    torch.manual_seed(0)
+    return {name: model.eval() for name, model in build_components("tiny").items()}
+
+
+def tiny_inputs(components, batch=2, frames=4, past=3, size=8, seed=0):
+    """Random but valid inputs for one clip of the tiny preset."""
+    generator = torch.Generator().manual_seed(seed)
+    audio_cfg = components["audio_proj"].config
+    image_cfg = components["image_proj"].config
+    return {
+        "reference_latents": torch.randn(batch, 4, 1 + past, size, size, generator=generator),
+        "face_embedding": torch.randn(batch, image_cfg.clip_embeddings_dim, generator=generator),
+        "audio_features": torch.randn(
+            batch, frames, audio_cfg.seq_len, audio_cfg.blocks, audio_cfg.channels, generator=generator
+        ),
+        "sample": torch.randn(batch, 4, frames, size, size, generator=generator),
+        "emotion": torch.arange(batch) % 9,
+    }
+
+
+def run_clip(components, inputs, timestep=500.0, memory=None, use_reference=None):
+    """Reference net -> (memory) -> diffusion net, returning the velocity."""
+    face = components["image_proj"](inputs["face_embedding"])
+    reference = components["reference_net"](inputs["reference_latents"], face)
+    audio = components["audio_proj"](inputs["audio_features"])
+    return components["diffusion_net"](
+        inputs["sample"],
+        timestep,
+        reference,
+        face,
+        audio,
+        inputs["emotion"],
+        memory=memory,
+        use_reference=use_reference,
+    )
