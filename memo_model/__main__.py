@@ -1,36 +1,193 @@
-"""Command line: `python -m memo_model <command> ...` (run with --help for the list)."""
+"""Command line: `python -m memo_model <command> ...`.
+
+generate        portrait + audio -> talking video (mp4 + settings JSON)
+detect-emotion  the emotion segments an audio file would be animated with
+check-weights   load a weights folder in the official layout strictly and list its components
+synth           the synthetic talking-face world (datasets, contact sheets, the analyzer)
+"""
 
 import argparse
+import json
 import sys
+from pathlib import Path
+
+from memo_model.pipelines.request import LIMITS, GenerationRequest
+
+
+def _add_weights_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("weights")
+    group.add_argument("--weights", help="folder in the official layout or a hub id (default: the bundled MEMO-Tiny)")
+    group.add_argument("--vae", help="VAE folder or hub id (official: stabilityai/sd-vae-ft-mse)")
+    group.add_argument("--wav2vec2", help="wav2vec2 folder or hub id (official: facebook/wav2vec2-base-960h)")
+    group.add_argument("--emotion2vec", help="emotion2vec_plus_large folder (official path only)")
+    group.add_argument("--face-analysis", help="insightface model pack folder (default: WEIGHTS/misc/face_analysis)")
+    group.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+
+
+def _load(args: argparse.Namespace):
+    from memo_model.loading import load_pipeline
+
+    return load_pipeline(
+        args.weights,
+        device=args.device,
+        vae=args.vae,
+        wav2vec2=args.wav2vec2,
+        emotion2vec=args.emotion2vec,
+        face_analysis=args.face_analysis,
+    )
+
+
+def _segments_from_file(path: str) -> tuple[tuple[float, float, str], ...]:
+    from memo_model.audio.emotion import load_overrides
+    from memo_model.errors import InputError
+
+    overrides = load_overrides(path)
+    if overrides.global_label is not None and not overrides.segments:
+        raise InputError(f"{path} sets one emotion for the whole video; use --emotion {overrides.global_label}.")
+    return tuple((s.start, s.end, s.label) for s in overrides.segments)
+
+
+def generate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    request = GenerationRequest(
+        image=args.image,
+        audio=args.audio,
+        output=args.output,
+        seed=args.seed,
+        steps=args.steps,
+        reference_guidance=args.ref_cfg,
+        audio_guidance=args.audio_cfg,
+        emotion_guidance=args.emotion_cfg,
+        emotion=args.emotion,
+        emotion_segments=_segments_from_file(args.emotion_segments) if args.emotion_segments else (),
+        fps=args.fps,
+        past_frames=args.past_frames,
+        memory_decay=args.memory_decay,
+        preview_seconds=args.preview_seconds,
+    ).validate()
+    pipeline = _load(args)
+    bar = tqdm(total=None, unit="step", desc="generating")
+
+    def show(progress) -> None:
+        bar.total = progress.num_clips * progress.num_steps
+        bar.n = progress.clip * progress.num_steps + progress.step
+        bar.set_postfix_str(f"clip {progress.clip + 1}/{progress.num_clips}, ETA {progress.eta:.0f} s")
+        bar.refresh()
+
+    try:
+        result = pipeline(request, callback=show)
+    finally:
+        bar.close()
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"{result.video_path}  ({result.num_frames} frames, {result.duration:.2f} s)")
+    print(f"{result.settings_path}  (settings, emotions, timings)")
+    return 0
+
+
+def detect_emotion(args: argparse.Namespace) -> int:
+    from memo_model.audio.emotion import detect_emotions, segments
+    from memo_model.audio.io import load_audio
+
+    pipeline = _load(args)
+    if pipeline.emotion_detector is None:
+        print("The active model has no emotion detector.", file=sys.stderr)
+        return 1
+    track = detect_emotions(load_audio(args.audio), pipeline.emotion_detector, fps=args.fps)
+    found = segments(track)
+    print(f"{'start':>8} {'end':>8}  {'emotion':10} confidence")
+    for segment in found:
+        print(f"{segment.start:8.2f} {segment.end:8.2f}  {segment.label:10} {segment.confidence:.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps([segment.to_dict() for segment in found], indent=2))
+        print(f"wrote {args.json}")
+    return 0
 
 
 def check_weights(args: argparse.Namespace) -> int:
-    """Load a weights folder in the official layout strictly and summarise it."""
-    from memo_model.loading import CheckpointError, load_components
+    from memo_model.loading import load_components
 
-    try:
-        components = load_components(args.folder)
-    except CheckpointError as error:
-        print(error, file=sys.stderr)
-        return 1
-    for name, model in components.items():
+    for name, model in load_components(args.folder).items():
         count = sum(p.numel() for p in model.parameters())
         print(f"{name:26s} {type(model).__name__:24s} {count:>14,d} parameters")
     return 0
 
 
+def _limited(name: str):
+    """argparse type that names the setting and its range when a value is not a number."""
+    limit = LIMITS[name]
+    kind = float if isinstance(limit.step, float) and limit.step % 1 else int
+
+    def parse(text: str):
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{limit.label} must be a number between {limit.minimum:g} and {limit.maximum:g}"
+            ) from None
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m memo_model", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m memo_model", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
+
+    gen = commands.add_parser("generate", help="portrait + audio -> talking video")
+    gen.add_argument("--image", required=True, help="portrait (jpg, png, webp, ...)")
+    gen.add_argument("--audio", required=True, help="speech (wav, mp3, flac, ogg, m4a, webm)")
+    gen.add_argument("--output", help="mp4 path (default: outputs/<image>_<audio>.mp4; never overwritten)")
+    gen.add_argument("--seed", type=_limited("seed"), default=LIMITS["seed"].default)
+    gen.add_argument("--steps", type=_limited("steps"), default=LIMITS["steps"].default)
+    for flag, name in (("--ref-cfg", "reference_guidance"), ("--audio-cfg", "audio_guidance"),
+                       ("--emotion-cfg", "emotion_guidance")):  # fmt: skip
+        gen.add_argument(flag, type=float, default=LIMITS[name].default, help=LIMITS[name].help)
+    emotion = gen.add_mutually_exclusive_group()
+    emotion.add_argument("--emotion", help="one emotion for the whole video (default: detected from the audio)")
+    emotion.add_argument("--emotion-segments", metavar="FILE.json", help='{"segments": [{"start", "end", "label"}]}')
+    gen.add_argument("--fps", type=_limited("fps"), default=LIMITS["fps"].default)
+    gen.add_argument("--past-frames", type=_limited("past_frames"), default=LIMITS["past_frames"].default)
+    gen.add_argument("--memory-decay", type=float, help=LIMITS["memory_decay"].help)
+    gen.add_argument("--preview-seconds", type=float, help="only the first S seconds, with fewer steps")
+    _add_weights_options(gen)
+    gen.set_defaults(func=generate)
+
+    detect = commands.add_parser("detect-emotion", help="print the emotion segments of an audio file")
+    detect.add_argument("--audio", required=True)
+    detect.add_argument("--json", help="also write the segments to this JSON file")
+    detect.add_argument("--fps", type=int, default=LIMITS["fps"].default)
+    _add_weights_options(detect)
+    detect.set_defaults(func=detect_emotion)
+
     check = commands.add_parser("check-weights", help="load a folder in the official layout and list its components")
     check.add_argument("folder", help="folder with reference_net/, diffusion_net/, image_proj/, audio_proj/, misc/")
     check.set_defaults(func=check_weights)
+
+    try:
+        from memo_model.data.synthetic.cli import add_synth_parser
+    except ImportError:  # the synthetic world is optional for inference-only installs
+        pass
+    else:
+        add_synth_parser(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from memo_model.errors import InputError, SetupError
+    from memo_model.loading import CheckpointError
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (InputError, SetupError, CheckpointError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -361,18 +361,21 @@ class DiffusionNet(ModelMixin, ConfigMixin):
         return modules
 
     @torch.no_grad()
-    def write_memory(self, reference: ReferenceFeatures, memory: TemporalMemory | None = None) -> TemporalMemory:
+    def write_memory(
+        self, reference: ReferenceFeatures, memory: TemporalMemory | None = None, decay: float | None = None
+    ) -> TemporalMemory:
         """Write the past frames of ``reference`` into the memory (Eq. 3, 4); ``None`` starts a new video.
 
         Called once per clip. In training (the official recipe) every sample starts from ``None`` with its real
-        past frames; at inference the memory is carried across all clips of a video.
+        past frames; at inference the memory is carried across all clips of a video. ``decay`` overrides the
+        configured γ (pass the same value to ``forward``).
         """
         if reference.layers[0].shape[1] < 2:
             raise ValueError("The reference stack has no past frames; put [reference, past frames...] in it.")
         if len(reference.layers) != self.num_layer_positions:
             raise ValueError(f"Expected features for {self.num_layer_positions} layers, got {len(reference.layers)}.")
         modules = self._motion_modules_by_position()
-        decay = self.config.memory_decay
+        decay = self.config.memory_decay if decay is None else decay
         layers = tuple(
             modules[k].write(reference.past_frames(k), None if memory is None else memory.layers[k], decay)
             if k in modules
@@ -392,6 +395,7 @@ class DiffusionNet(ModelMixin, ConfigMixin):
         emotion: torch.Tensor,
         memory: TemporalMemory | None = None,
         use_reference: torch.Tensor | None = None,
+        memory_decay: float | None = None,
     ) -> torch.Tensor:
         """Predict the velocity for one clip.
 
@@ -399,12 +403,14 @@ class DiffusionNet(ModelMixin, ConfigMixin):
         reference: features of [reference image, past frames] per sample; face_tokens: (b, m, c_face);
         audio_tokens: (b, f, m_audio, c_audio); emotion: (b,) int, ``num_emotions`` = no emotion;
         memory: read-only here; ``None`` = written from ``reference``'s past frames first (a new video, training);
-        use_reference: (b,) bool, False drops the reference image from spatial attention (guidance).
+        use_reference: (b,) bool, False drops the reference image from spatial attention (guidance);
+        memory_decay: overrides the configured γ (use the value the memory was written with).
         Returns the velocity (b, c_out, f, h, w).
         """
         batch, _, num_frames, height, width = sample.shape
+        decay = self.config.memory_decay if memory_decay is None else memory_decay
         if memory is None:
-            memory = self.write_memory(reference)
+            memory = self.write_memory(reference, decay=decay)
         for name, value in (("reference", reference), ("memory", memory)):
             if value.batch_size != batch:
                 raise ValueError(f"{name} has batch size {value.batch_size} but the sample has {batch}.")
@@ -420,7 +426,7 @@ class DiffusionNet(ModelMixin, ConfigMixin):
             use_reference=None if use_reference is None else use_reference.repeat_interleave(num_frames, dim=0),
             memory=memory,
             emotion=emotion,
-            memory_decay=self.config.memory_decay,
+            memory_decay=decay,
         )
         audio = rearrange(audio_tokens, "b f m c -> (b f) m c")
 

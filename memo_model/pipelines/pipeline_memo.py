@@ -1,0 +1,328 @@
+"""MemoPipeline: a portrait and an audio file -> a talking video of any length (paper §4, appendix D).
+
+The whole long-video loop lives here, so every caller (CLI, app, tests, benchmarks) gets the same behaviour:
+
+    for each clip of 16 frames:
+        reference net on [reference, past frames]        once per clip, per reference condition
+        memory write from the past frames                once per clip (Eq. 3, 4)
+        denoising steps: diffusion net, guidance passes batched, FlowMatch Euler
+        VAE decode in bounded batches -> frames streamed to the mp4 writer
+
+Official behaviour reproduced (checkpoint_spec.md §1.5-1.7): clip 0 looks back on the reference image repeated
+as its past frames; clip t > 0 on the last generated frames, re-encoded from their decoded pixels (not quantised);
+the memory is carried across all clips; the scheduler is FlowMatch Euler with the diffusers defaults; latents are
+scaled by the VAE's scaling factor (0.18215) and reference latents use the posterior mean.
+
+Legend: c latent channels, f frames per clip, p past frames, h w latent size, H W pixels.
+"""
+
+import json
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler
+from einops import rearrange
+
+from memo_model.audio.emotion import EMOTION_LABELS, NO_EMOTION
+from memo_model.audio.features import AudioFeatureExtractor
+from memo_model.audio.io import SAMPLE_RATE, load_audio
+from memo_model.models.diffusion_net import DiffusionNet
+from memo_model.models.memory_temporal import TemporalMemory
+from memo_model.models.projections import AudioProjection, ImageProjection
+from memo_model.models.reference_net import ReferenceNet
+from memo_model.pipelines.emotions import ClipEmotions, plan_emotions
+from memo_model.pipelines.guidance import combine, guidance_plan
+from memo_model.pipelines.request import CLIP_FRAMES, GenerationRequest
+from memo_model.vision.face import IdentityEmbedder, PreparedPortrait, prepare_portrait
+from memo_model.vision.video_io import VideoWriter, frames_to_uint8
+
+DECODE_BATCH = 8  # frames per VAE decode call: bounds activation memory at 512² on small GPUs
+OUTPUT_DIR = Path("outputs")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the active weights are and what they support."""
+
+    name: str
+    source: str  # "bundled", a folder or a hub id
+    resolution: int
+    fps: int = 30
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Handed to the callback after every denoising step and after every finished clip (``frames`` set)."""
+
+    clip: int  # 0-based
+    num_clips: int
+    step: int  # 1-based within the clip; equals num_steps once the clip is done
+    num_steps: int
+    elapsed: float  # seconds since the run started
+    eta: float  # estimated seconds left
+    frames: np.ndarray | None = None  # (f, H, W, 3) uint8 of a finished clip
+
+
+@dataclass
+class GenerationResult:
+    video_path: Path
+    settings_path: Path
+    cancelled: bool
+    num_frames: int
+    duration: float
+    seed: int
+    clip_emotions: ClipEmotions
+    warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class Cancelled(Exception):
+    """Raised inside the loop when the caller asked to stop; the pipeline turns it into a partial result."""
+
+
+class MemoPipeline:
+    """All components of a MEMO model plus the clip loop; ``__call__`` runs one ``GenerationRequest``."""
+
+    def __init__(
+        self,
+        vae: AutoencoderKL,
+        reference_net: ReferenceNet,
+        diffusion_net: DiffusionNet,
+        image_proj: ImageProjection,
+        audio_proj: AudioProjection,
+        audio_features: AudioFeatureExtractor,
+        identity_embedder: IdentityEmbedder,
+        emotion_detector=None,
+        scheduler: FlowMatchEulerDiscreteScheduler | None = None,
+        model_info: ModelInfo | None = None,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ):
+        self.vae, self.reference_net, self.diffusion_net = vae, reference_net, diffusion_net
+        self.image_proj, self.audio_proj = image_proj, audio_proj
+        self.audio_features = audio_features
+        self.identity_embedder = identity_embedder
+        self.emotion_detector = emotion_detector
+        self.scheduler = scheduler or FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000)
+        self.device, self.dtype = torch.device(device), dtype
+        self.latent_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.model_info = model_info or ModelInfo("unnamed", "memory", resolution=512)
+        for module in self.modules().values():
+            if next(module.parameters()).dtype != dtype:
+                module.to(dtype=dtype)
+            module.to(self.device).eval().requires_grad_(False)
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {
+            "vae": self.vae,
+            "reference_net": self.reference_net,
+            "diffusion_net": self.diffusion_net,
+            "image_proj": self.image_proj,
+            "audio_proj": self.audio_proj,
+        }
+
+    # --- small steps of the run ---------------------------------------------------------------------------
+
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        """pixels: (n, 3, H, W) in [-1, 1] -> latents (n, c, h, w): posterior mean x scaling factor."""
+        latents = [
+            self.vae.encode(chunk.to(self.device, self.dtype)).latent_dist.mean for chunk in pixels.split(DECODE_BATCH)
+        ]
+        return torch.cat(latents) * self.vae.config.scaling_factor
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """latents: (n, c, h, w) -> pixels (n, 3, H, W) in [0, 1], float32, in bounded batches."""
+        frames = [
+            self.vae.decode(chunk / self.vae.config.scaling_factor).sample for chunk in latents.split(DECODE_BATCH)
+        ]
+        return (torch.cat(frames).float() / 2 + 0.5).clamp(0, 1)
+
+    def face_tokens(self, portrait: PreparedPortrait) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+        """(unconditional, conditional) face tokens (1, m, c) each, plus the embedder's warnings."""
+        reads_full = getattr(self.identity_embedder, "reads_full_image", False)
+        identity = self.identity_embedder(portrait.full_image if reads_full else portrait.image)
+        embedding = torch.as_tensor(np.asarray(identity.embedding), dtype=self.dtype, device=self.device)[None]
+        cond = self.image_proj(embedding)
+        uncond = self.image_proj(torch.zeros_like(embedding))  # the official unconditional face: image_proj(0)
+        return uncond, cond, list(identity.warnings)
+
+    # --- the run ----------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        request: GenerationRequest,
+        callback: Callable[[Progress], None] | None = None,
+        cancel: threading.Event | Callable[[], bool] | None = None,
+    ) -> GenerationResult:
+        started = time.perf_counter()
+        timings: dict[str, float] = {}
+        # 1. Check inputs
+        request = request.validate()
+        resolution = request.resolution or self.model_info.resolution
+        if resolution % self.latent_factor:
+            raise ValueError(f"Resolution {resolution} is not a multiple of the VAE factor {self.latent_factor}.")
+        should_stop = cancel.is_set if isinstance(cancel, threading.Event) else (cancel or (lambda: False))
+
+        # 2. Portrait and identity
+        portrait = prepare_portrait(request.image, resolution, request.crop_scale, request.crop_to_face)
+        warnings = list(portrait.warnings)
+        uncond_face, cond_face, face_warnings = self.face_tokens(portrait)
+        warnings += face_warnings
+
+        # 3. Audio, features and emotions
+        waveform = load_audio(request.audio, max_seconds=request.max_audio_seconds)
+        if request.is_preview:
+            waveform = waveform[: int(request.preview_seconds * SAMPLE_RATE)]
+        fps = request.fps
+        emotions = plan_emotions(waveform, self.emotion_detector, request, CLIP_FRAMES)
+        warnings += emotions.warnings
+        num_clips = len(emotions.used)
+        timings["prepare"] = time.perf_counter() - started
+
+        # 4. Reference latents and the guidance plan
+        reference_pixels = torch.from_numpy(np.asarray(portrait.image, dtype=np.float32) / 127.5 - 1.0)
+        reference_latent = self.encode(rearrange(reference_pixels, "H W c -> 1 c H W"))  # (1, c, h, w)
+        plan = guidance_plan(request.reference_guidance, request.audio_guidance, request.emotion_guidance)
+        passes = [p for p, _ in plan]
+        coefficients = [c for _, c in plan]
+        # The reference net and the memory depend only on the face tokens: one condition per distinct face.
+        face_conditions = sorted({p.reference for p in passes})  # False = unconditional face, True = portrait
+        faces = torch.cat([cond_face if use else uncond_face for use in face_conditions])
+        condition_index = torch.tensor([face_conditions.index(p.reference) for p in passes])
+        use_reference = torch.tensor([p.reference for p in passes], device=self.device)
+
+        # 5. Clip loop
+        output = _output_path(request)
+        writer = VideoWriter(output, fps=fps, audio=waveform, audio_sample_rate=SAMPLE_RATE)
+        generator = torch.Generator("cpu").manual_seed(request.seed)
+        steps = request.effective_steps
+        decay_override = request.memory_decay
+        past = reference_latent.repeat(request.past_frames, 1, 1, 1)  # (p, c, h, w): clip 0 looks at the portrait
+        memory: TemporalMemory | None = None
+        latent_size = resolution // self.latent_factor
+        cancelled = False
+        loop_started = time.perf_counter()
+        try:
+            for clip, audio_clip in enumerate(self.audio_features.iter_clips(waveform, fps)):
+                if clip >= num_clips:
+                    break
+                # 5a. Reference net and memory write, once per clip
+                stack = torch.cat([reference_latent, past])  # (1 + p, c, h, w)
+                stack = rearrange(stack, "f c h w -> 1 c f h w").expand(len(face_conditions), -1, -1, -1, -1)
+                reference = self.reference_net(stack, faces)
+                memory = self.diffusion_net.write_memory(reference, memory, decay=decay_override)
+
+                # 5b. Per-pass conditions, batched
+                audio_tokens = self.audio_proj(audio_clip[None].to(self.device, self.dtype))  # (1, f, m, c)
+                pass_audio = torch.cat([audio_tokens if p.audio else torch.zeros_like(audio_tokens) for p in passes])
+                label = emotions.used[clip]
+                pass_emotion = torch.tensor([label if p.emotion else NO_EMOTION for p in passes], device=self.device)
+                pass_faces = faces[condition_index]
+                pass_reference = reference.select(condition_index)
+                pass_memory = memory.select(condition_index)
+
+                # 5c. Denoising loop
+                latents = torch.randn((1, 4, CLIP_FRAMES, latent_size, latent_size), generator=generator)
+                latents = latents.to(self.device, self.dtype)
+                self.scheduler.set_timesteps(steps, device=self.device)
+                for step, t in enumerate(self.scheduler.timesteps):
+                    if should_stop():
+                        raise Cancelled
+                    velocity = self.diffusion_net(
+                        latents.expand(len(passes), -1, -1, -1, -1),
+                        t,
+                        pass_reference,
+                        pass_faces,
+                        pass_audio,
+                        pass_emotion,
+                        memory=pass_memory,
+                        use_reference=use_reference,
+                        memory_decay=decay_override,
+                    )
+                    guided = combine(velocity.float(), coefficients)[None]
+                    latents = self.scheduler.step(guided, t, latents.float()).prev_sample.to(self.dtype)
+                    if callback is not None:
+                        callback(_progress(clip, num_clips, step + 1, steps, loop_started))
+
+                # 5d. Decode, stream out, remember the last frames
+                frames = self.decode(rearrange(latents, "1 c f h w -> f c h w"))  # (f, 3, H, W) in [0, 1]
+                frames_uint8 = frames_to_uint8(rearrange(frames, "f c H W -> f H W c").cpu().numpy())
+                writer.write(frames_uint8)
+                past = torch.cat([past, self.encode(frames[-request.past_frames :] * 2 - 1)])[-request.past_frames :]
+                if callback is not None:
+                    callback(_progress(clip, num_clips, steps, steps, loop_started, frames_uint8))
+        except Cancelled:
+            cancelled = True
+        finally:
+            video_path = writer.close(cancelled=cancelled)
+        timings["generate"] = time.perf_counter() - loop_started
+        timings["total"] = time.perf_counter() - started
+
+        result = GenerationResult(
+            video_path=Path(video_path or output),
+            settings_path=Path(output).with_suffix(".json"),
+            cancelled=cancelled,
+            num_frames=writer.frames_written,
+            duration=writer.frames_written / fps,
+            seed=request.seed,
+            clip_emotions=emotions,
+            warnings=warnings,
+            timings=timings,
+        )
+        _write_sidecar(result, request, self.model_info, resolution, steps, plan)
+        return result
+
+
+def _progress(clip, num_clips, step, num_steps, started, frames=None) -> Progress:
+    elapsed = time.perf_counter() - started
+    done = clip * num_steps + step
+    total = num_clips * num_steps
+    return Progress(clip, num_clips, step, num_steps, elapsed, elapsed / done * (total - done), frames)
+
+
+def _output_path(request: GenerationRequest) -> Path:
+    """The requested path, or outputs/<image>_<audio>.mp4; never overwrites an existing file."""
+    if request.output is not None:
+        path = Path(request.output)
+    else:
+        path = OUTPUT_DIR / f"{Path(request.image).stem}_{Path(request.audio).stem}.mp4"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    candidate, counter = path.with_suffix(".mp4"), 1
+    while candidate.exists() or candidate.with_suffix(".json").exists():
+        candidate = path.with_name(f"{path.stem}-{counter}.mp4")
+        counter += 1
+    return candidate
+
+
+def _write_sidecar(result, request, model_info, resolution, steps, plan) -> None:
+    """Every setting, the seed, per-clip emotions (detected and used), the model and timings, next to the mp4."""
+    data = {
+        "request": request.to_dict(),
+        "video": str(result.video_path),
+        "cancelled": result.cancelled,
+        "num_frames": result.num_frames,
+        "duration_seconds": round(result.duration, 3),
+        "resolution": resolution,
+        "steps": steps,
+        "guidance_passes": [{"pass": p.name, "coefficient": c} for p, c in plan],
+        "seed": result.seed,
+        "model": asdict(model_info),
+        "emotions": result.clip_emotions.to_dict(),
+        "warnings": result.warnings,
+        "timings_seconds": {k: round(v, 3) for k, v in result.timings.items()},
+        "emotion_labels": list(EMOTION_LABELS),
+    }
+    result.settings_path.write_text(json.dumps(data, indent=2))
+
+
+def clip_count(num_samples: int, fps: int) -> int:
+    """Clips of 16 frames needed for an audio of ``num_samples`` (the last one padded)."""
+    return math.ceil(math.ceil(num_samples / SAMPLE_RATE * fps) / CLIP_FRAMES)

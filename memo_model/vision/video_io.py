@@ -1,0 +1,255 @@
+"""Streamed mp4 writing (H.264 + AAC) and probing, with the ffmpeg bundled by imageio-ffmpeg.
+
+The official code collects every frame, then writes them with moviepy at 30 fps, audio = the 16 kHz input as
+AAC, length = min(video, audio) (checkpoint_spec §1.5, §1.8). Here frames go to ffmpeg through a pipe as each clip
+finishes, so memory does not grow with the video length, and the file is finalised even when generation is
+cancelled or crashes:
+
+1. ``write`` pipes raw RGB frames to an ffmpeg that encodes H.264 (yuv420p) into ``<name>.partial.mp4``;
+2. ``close`` ends that stream, then muxes the audio (AAC), cut to the frames written, into ``<name>.mp4`` with
+   ``+faststart`` (browsers start playing before the download ends) and removes the partial file.
+
+If the Python process is killed outright, ffmpeg still sees the end of its input and finalises
+``<name>.partial.mp4``: a playable video without sound.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+import soundfile as sf
+
+from memo_model.audio.io import SAMPLE_RATE, audio_duration, ffmpeg_executable, parse_header_duration
+
+DEFAULT_FPS = 30  # configs/inference.yaml (checkpoint_spec §1.1)
+DEFAULT_CRF = 18  # x264 quality: visually near-lossless; lower is larger
+DEFAULT_PRESET = "medium"  # x264 speed/size trade-off; encoding is never the bottleneck next to diffusion
+AUDIO_BITRATE = "128k"
+_PROBE_AUDIO_RATE = 48_000  # rate at which probe_media counts decoded audio samples
+_READ_BYTES = 1 << 20
+
+
+def frames_to_uint8(frames: np.ndarray) -> np.ndarray:
+    """Float frames in [0, 1] → uint8 by ×255, clip and truncation, as the official ``tensor_to_video`` does."""
+    return (np.asarray(frames, dtype=np.float32) * 255.0).clip(0, 255).astype(np.uint8)
+
+
+def pad_to_even(frames: np.ndarray) -> np.ndarray:
+    """Repeat the last row / column so height and width are even (yuv420p stores colour at half resolution).
+
+    frames: (N, H, W, 3) → (N, H + H % 2, W + W % 2, 3)
+    """
+    _, height, width, _ = frames.shape
+    if height % 2 == 0 and width % 2 == 0:
+        return frames
+    return np.pad(frames, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge")
+
+
+class VideoWriter:
+    """Write uint8 RGB frames clip by clip into an mp4 with the given audio.
+
+    ``audio`` is a mono waveform (at ``audio_sample_rate``) or the path of the original audio file. With
+    ``trim_to_audio`` frames that start after the audio ends are dropped (the last clip is padded to 16 frames,
+    checkpoint_spec §1.3), and the audio is always cut to the frames written. Use as a context manager: on an
+    exception the frames written so far are still finalised into a playable file, and the exception propagates.
+
+        with VideoWriter("out.mp4", fps=30, audio=waveform) as writer:
+            for clip in clips:          # (16, H, W, 3) uint8
+                writer.write(clip)
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        fps: float = DEFAULT_FPS,
+        audio: np.ndarray | str | Path | None = None,
+        audio_sample_rate: int = SAMPLE_RATE,
+        trim_to_audio: bool = True,
+        crf: int = DEFAULT_CRF,
+        preset: str = DEFAULT_PRESET,
+    ):
+        if fps <= 0:
+            raise ValueError(f"fps must be positive, got {fps}.")
+        self.path = Path(path)
+        self.partial_path = self.path.with_name(f"{self.path.stem}.partial.mp4")
+        self.fps = fps
+        self.audio = audio
+        self.audio_sample_rate = audio_sample_rate
+        self.crf = crf
+        self.preset = preset
+        self.frames_written = 0
+        self.frame_size: tuple[int, int] | None = None  # (H, W) of the frames given, before even padding
+        self.max_frames = self._frame_limit(trim_to_audio)
+        self._process: subprocess.Popen | None = None
+        self._log = tempfile.TemporaryFile()
+        self._closed = False
+        self.cancelled = False
+
+    def _frame_limit(self, trim_to_audio: bool) -> int | None:
+        """Frames that start before the audio ends: ceil(audio_seconds · fps), as moviepy's min(video, audio)."""
+        if not trim_to_audio or self.audio is None:
+            return None
+        if isinstance(self.audio, np.ndarray):
+            seconds = len(self.audio) / self.audio_sample_rate
+        else:
+            seconds = audio_duration(self.audio)
+        return math.ceil(seconds * self.fps - 1e-6)  # tolerance: 1.0 s at 30 fps is 30 frames, not 31
+
+    @property
+    def duration(self) -> float:
+        """Seconds of video written so far."""
+        return self.frames_written / self.fps
+
+    def write(self, frames: np.ndarray) -> None:
+        """Append frames (N, H, W, 3) or one frame (H, W, 3), uint8 RGB, all of the same size."""
+        if self._closed:
+            raise RuntimeError("This VideoWriter is closed; open a new one to write another video.")
+        frames = np.asarray(frames)
+        if frames.ndim == 3:
+            frames = frames[None]
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise ValueError(
+                f"Frames must be uint8 RGB of shape (N, H, W, 3), got {frames.dtype} {tuple(frames.shape)}; "
+                "convert float frames in [0, 1] with frames_to_uint8."
+            )
+        if self.frame_size is None:
+            self.frame_size = frames.shape[1:3]
+            self._start_encoder()
+        elif frames.shape[1:3] != self.frame_size:
+            raise ValueError(f"All frames must be {self.frame_size} (H, W); got {tuple(frames.shape[1:3])}.")
+        if self.max_frames is not None:
+            frames = frames[: max(self.max_frames - self.frames_written, 0)]
+        if len(frames) == 0:
+            return
+        try:
+            self._process.stdin.write(np.ascontiguousarray(pad_to_even(frames)).tobytes())
+        except BrokenPipeError:
+            raise RuntimeError(f"The video encoder stopped: {self._encoder_log()}") from None
+        self.frames_written += len(frames)
+
+    def _start_encoder(self) -> None:
+        height, width = self.frame_size
+        size = f"{width + width % 2}x{height + height % 2}"
+        command = [ffmpeg_executable(), "-nostdin", "-hide_banner", "-v", "error", "-y"]
+        command += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", size, "-r", f"{self.fps}", "-i", "pipe:0"]
+        command += ["-c:v", "libx264", "-preset", self.preset, "-crf", str(self.crf), "-pix_fmt", "yuv420p"]
+        command += ["-movflags", "+faststart", str(self.partial_path)]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)
+
+    def close(self, cancelled: bool = False) -> Path | None:
+        """Finalise the mp4 and return its path; None when no frame was written.
+
+        Cancelled or not, the frames written so far become a playable file whose audio is cut to them;
+        ``cancelled`` is kept in ``self.cancelled`` so a caller can report a partial video.
+        """
+        if self._closed:
+            return self.path if self.path.exists() else None
+        self._closed = True
+        self.cancelled = cancelled
+        try:
+            if self._process is None:
+                return None
+            self._process.stdin.close()
+            if self._process.wait() != 0:
+                raise RuntimeError(f"The video encoder failed: {self._encoder_log()}")
+            if self.frames_written == 0:
+                self.partial_path.unlink(missing_ok=True)
+                return None
+            self._mux_audio()
+            return self.path
+        finally:
+            self._log.close()
+
+    def _mux_audio(self) -> None:
+        if self.audio is None:
+            self.partial_path.replace(self.path)  # already H.264 with +faststart
+            return
+        with tempfile.TemporaryDirectory() as scratch:
+            audio_path = self.audio
+            if isinstance(self.audio, np.ndarray):
+                audio_path = Path(scratch) / "audio.wav"
+                sf.write(audio_path, np.asarray(self.audio, dtype=np.float32), self.audio_sample_rate)
+            command = [ffmpeg_executable(), "-nostdin", "-hide_banner", "-v", "error", "-y"]
+            command += ["-i", str(self.partial_path), "-i", str(audio_path), "-map", "0:v:0", "-map", "1:a:0"]
+            command += ["-c:v", "copy", "-c:a", "aac", "-b:a", AUDIO_BITRATE, "-t", f"{self.duration:.6f}"]
+            command += ["-movflags", "+faststart", str(self.path)]
+            result = subprocess.run(command, capture_output=True, check=False)
+        if result.returncode != 0:
+            # Keep the video without sound rather than lose the frames.
+            self.partial_path.replace(self.path)
+            raise RuntimeError(
+                f"Adding the audio failed, the video was kept without sound at {self.path}: "
+                f"{result.stderr.decode(errors='replace').strip()}"
+            )
+        self.partial_path.unlink()
+
+    def _encoder_log(self) -> str:
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace").strip() or "no message from ffmpeg"
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close(cancelled=exc_type is not None)
+
+
+def probe_media(path: str | Path) -> dict:
+    """Describe a media file by reading its header and decoding it once with ffmpeg (there is no ffprobe).
+
+    Returns ``duration`` (container, s), ``has_video``, ``width``, ``height``, ``fps``, ``video_frames`` (decoded
+    count), ``has_audio``, ``audio_sample_rate``, ``audio_duration`` (decoded, s) and ``playable`` (every stream
+    decoded without an error).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No media file at {str(path)!r}.")
+    command = [ffmpeg_executable(), "-nostdin", "-hide_banner", "-i", str(path)]
+    header = subprocess.run(command, capture_output=True, check=False).stderr.decode(errors="replace")
+    video = re.search(r"Stream #\S+.*: Video: .*", header)
+    size = re.search(r", (\d+)x(\d+)[ ,]", video.group(0)) if video else None
+    rate = re.search(r"(\d+(?:\.\d+)?) fps", video.group(0)) if video else None
+    audio = re.search(r"Stream #\S+.*: Audio: .*?(\d+) Hz", header)
+    info = {
+        "duration": parse_header_duration(header),
+        "has_video": video is not None,
+        "width": int(size.group(1)) if size else None,
+        "height": int(size.group(2)) if size else None,
+        "fps": float(rate.group(1)) if rate else None,
+        "video_frames": 0,
+        "has_audio": audio is not None,
+        "audio_sample_rate": int(audio.group(1)) if audio else None,
+        "audio_duration": None,
+        "playable": video is not None or audio is not None,
+    }
+    if video:
+        frames, ok = _count_decoded(path, ["-map", "0:v:0", "-vf", "scale=2:2", "-pix_fmt", "gray"], "rawvideo")
+        info["video_frames"] = frames // 4  # one 2x2 grey frame is 4 bytes
+        info["playable"] &= ok
+    if audio:
+        samples, ok = _count_decoded(path, ["-map", "0:a:0", "-ac", "1", "-ar", str(_PROBE_AUDIO_RATE)], "s16le")
+        info["audio_duration"] = samples / 2 / _PROBE_AUDIO_RATE  # s16: 2 bytes per sample
+        info["playable"] &= ok
+    return info
+
+
+def _count_decoded(path: Path, selection: list[str], raw_format: str) -> tuple[int, bool]:
+    """Bytes of one stream decoded to a raw format, and whether ffmpeg decoded it without an error."""
+    command = [ffmpeg_executable(), "-nostdin", "-v", "error", "-i", str(path), *selection, "-f", raw_format]
+    with tempfile.TemporaryFile() as log:
+        with subprocess.Popen([*command, "pipe:1"], stdout=subprocess.PIPE, stderr=log) as process:
+            total = 0
+            while chunk := process.stdout.read(_READ_BYTES):
+                total += len(chunk)
+        log.seek(0)
+        ok = process.returncode == 0 and not log.read().strip()
+    return total, ok

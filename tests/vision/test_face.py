@@ -1,0 +1,181 @@
+"""vision.face: real-photo face crops, every image mode and orientation, and clear errors and warnings."""
+
+import importlib.util
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from memo_model.errors import ImageInputError, InputError, SetupError
+from memo_model.vision.face import (
+    InsightFaceEmbedder,
+    centre_square,
+    detect_faces,
+    face_crop_box,
+    load_image,
+    prepare_portrait,
+)
+
+# skimage.data.astronaut() (NASA, public domain), resized to 256×256: a real portrait for an offline detector.
+ASTRONAUT = Path(__file__).parents[1] / "fixtures" / "astronaut_256.jpg"
+RESOLUTION = 128  # small model size keeps the tests fast; the crop logic does not depend on it
+EXIF_ORIENTATION = 0x0112
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> Image.Image:
+    return Image.open(ASTRONAUT).convert("RGB")
+
+
+def contains(outer, inner) -> bool:
+    return outer[0] <= inner[0] and outer[1] <= inner[1] and inner[2] <= outer[2] and inner[3] <= outer[3]
+
+
+def test_face_found_and_whole_head_cropped(astronaut):
+    portrait = prepare_portrait(ASTRONAUT, resolution=RESOLUTION)
+
+    assert portrait.warnings == []
+    assert portrait.image.size == (RESOLUTION, RESOLUTION) and portrait.image.mode == "RGB"
+    assert portrait.original_size == (256, 256)
+    left, top, right, bottom = portrait.face_box
+    assert 70 < (left + right) / 2 < 150 and 40 < (top + bottom) / 2 < 100  # her face, not the flag or the suit
+    assert contains(portrait.crop_box, portrait.face_box)
+    crop_side = portrait.crop_box[2] - portrait.crop_box[0]
+    assert crop_side == portrait.crop_box[3] - portrait.crop_box[1]
+    assert crop_side >= 1.7 * (right - left)  # room for hair and chin around the brow-to-chin Haar box
+
+
+def test_exif_rotated_photo_gives_the_same_crop(tmp_path, astronaut):
+    upright = tmp_path / "upright.png"
+    astronaut.save(upright)
+    rotated = tmp_path / "rotated.png"  # stored sideways, EXIF says "rotate 90° clockwise to display" (6)
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = 6
+    astronaut.transpose(Image.Transpose.ROTATE_90).save(rotated, exif=exif)
+
+    expected, got = prepare_portrait(upright, RESOLUTION), prepare_portrait(rotated, RESOLUTION)
+    assert got.original_size == expected.original_size
+    assert got.face_box == expected.face_box and got.crop_box == expected.crop_box
+    np.testing.assert_array_equal(np.asarray(got.image), np.asarray(expected.image))
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGBA", "CMYK", "P", "I;16"])
+def test_every_image_mode_becomes_rgb_and_the_face_is_found(astronaut, mode):
+    if mode == "I;16":
+        image = Image.fromarray(np.asarray(astronaut.convert("L"), dtype=np.uint16) * 257)
+    elif mode == "P":
+        image = astronaut.quantize(colors=64)
+    else:
+        image = astronaut.convert(mode)
+    buffer = io.BytesIO()
+    image.save(buffer, format="TIFF")  # TIFF keeps every one of these modes
+    portrait = prepare_portrait(buffer.getvalue(), resolution=RESOLUTION)
+    assert portrait.image.mode == "RGB" and portrait.face_box is not None, portrait.warnings
+
+
+def test_in_memory_images_and_arrays(astronaut):
+    for source in (astronaut.convert("YCbCr"), np.asarray(astronaut), np.asarray(astronaut.convert("L"))):
+        assert prepare_portrait(source, resolution=RESOLUTION).face_box is not None
+
+
+def test_transparent_pixels_sit_on_the_background(astronaut):
+    rgba = astronaut.convert("RGBA")
+    alpha = np.full((256, 256), 255, np.uint8)
+    alpha[:, :10] = 0
+    rgba.putalpha(Image.fromarray(alpha))
+    loaded = np.asarray(load_image(rgba))
+    assert (loaded[:, :10] == 255).all()
+    assert (np.asarray(load_image(rgba, background=(0, 128, 0)))[:, :10] == (0, 128, 0)).all()
+
+
+def test_blank_image_falls_back_to_a_centre_crop_with_a_warning():
+    portrait = prepare_portrait(np.full((300, 200, 3), 180, np.uint8), resolution=RESOLUTION)
+    assert portrait.face_box is None and portrait.crop_box == (0, 50, 200, 250) == centre_square((200, 300))
+    assert any("No face found" in w for w in portrait.warnings)
+
+
+def test_several_faces_use_the_largest(astronaut):
+    canvas = Image.new("RGB", (600, 320), "white")
+    canvas.paste(astronaut.resize((160, 160)), (10, 80))
+    canvas.paste(astronaut.resize((300, 300)), (290, 10))
+    portrait = prepare_portrait(canvas, resolution=RESOLUTION)
+    assert portrait.face_box[0] > 290  # the big copy on the right
+    assert any("Found 2 faces" in w for w in portrait.warnings)
+
+
+def test_tiny_face_is_warned_about(astronaut):
+    canvas = Image.new("RGB", (640, 640), (120, 120, 120))
+    canvas.paste(astronaut.resize((160, 160)), (300, 300))  # a face of ~30 px
+    portrait = prepare_portrait(canvas, resolution=512)
+    assert portrait.face_box is not None
+    assert any("The face is small" in w for w in portrait.warnings)
+
+
+def test_official_whole_image_resize_is_available(astronaut):
+    portrait = prepare_portrait(astronaut.resize((256, 180)), resolution=RESOLUTION, crop_to_face=False)
+    assert portrait.crop_box == (0, 0, 256, 180) and portrait.image.size == (RESOLUTION, RESOLUTION)
+
+
+def test_huge_images_are_downscaled_and_absurd_ones_refused():
+    portrait = prepare_portrait(Image.new("RGB", (5000, 1000), "gray"), resolution=RESOLUTION)
+    assert max(portrait.full_image.size) == 4096 and portrait.original_size == (5000, 1000)
+    assert any("reduced to 4096×819" in w for w in portrait.warnings)
+    with pytest.raises(ImageInputError, match="resize it to at most 4096 px"):
+        load_image(Image.new("1", (12_000, 9_000)))
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "empty"),
+        (b"GIF89a but not really", "not an image"),
+        (b"%PDF-1.7 nope", "not an image"),
+        (np.random.default_rng(0).bytes(5000), "not an image"),
+    ],
+    ids=["empty", "fake-gif", "pdf", "random"],
+)
+def test_non_images_raise_input_errors(tmp_path, content, message):
+    path = tmp_path / "upload.jpg"
+    path.write_bytes(content)
+    with pytest.raises(InputError, match=message):
+        load_image(path)
+
+
+def test_damaged_and_tiny_images(astronaut, tmp_path):
+    buffer = io.BytesIO()
+    astronaut.save(buffer, format="PNG")
+    with pytest.raises(ImageInputError, match="damaged"):
+        load_image(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    with pytest.raises(ImageInputError, match=r"only 40×50 pixels — use a photo at least 64×64"):
+        load_image(astronaut.resize((40, 50)))
+    with pytest.raises(ImageInputError, match="No image file"):
+        load_image(tmp_path / "missing.png")
+
+
+def test_face_crop_box_stays_inside_the_image():
+    assert face_crop_box((0, 0, 50, 50), (400, 300), crop_scale=2.0) == (0, 0, 100, 100)
+    assert face_crop_box((350, 250, 400, 300), (400, 300), crop_scale=2.0) == (300, 200, 400, 300)
+    assert face_crop_box((0, 0, 200, 200), (400, 300), crop_scale=2.0) == (0, 0, 300, 300)  # shrunk to fit
+
+
+def test_detection_is_fast_enough(astronaut):
+    import time
+
+    big = astronaut.resize((1024, 1024))
+    detect_faces(big)
+    start = time.perf_counter()
+    assert len(detect_faces(big)) == 1
+    assert time.perf_counter() - start < 1.0
+
+
+def test_insightface_embedder_explains_what_is_missing(tmp_path):
+    with pytest.raises(SetupError, match="misc/face_analysis"):
+        InsightFaceEmbedder(tmp_path)(Image.new("RGB", (64, 64)))
+    if importlib.util.find_spec("insightface") is not None:
+        pytest.skip("insightface is installed here")
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "glintr100.onnx").write_bytes(b"")
+    with pytest.raises(SetupError, match="insightface and onnxruntime"):
+        InsightFaceEmbedder(tmp_path)(Image.new("RGB", (64, 64)))
