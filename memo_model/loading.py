@@ -308,6 +308,15 @@ def load_pipeline(
     components = load_components(folder, dtype=dtype, device=device)
     vae_model = AutoencoderKL.from_pretrained(_local_or_hub(vae or manifest["vae"], folder), torch_dtype=dtype)
     classifier = components.get("audio_emotion_classifier")  # runs on the CPU in fp32, like the official one
+    notes = [manifest.get("notes", "")]
+    try:
+        detector = build_emotion_detector(
+            manifest.get("emotion"), folder, None if classifier is None else classifier.float().cpu(), emotion2vec,
+            device,
+        )
+    except SetupError as error:  # generation still works with emotions chosen by hand
+        detector = None
+        notes.append(f"Emotion detection is unavailable: {error}")
     pipeline = MemoPipeline(
         vae=vae_model,
         reference_net=components["reference_net"],
@@ -316,19 +325,13 @@ def load_pipeline(
         audio_proj=components["audio_proj"],
         audio_features=build_audio_features(manifest["audio_features"], folder, wav2vec2, device),
         identity_embedder=build_identity_embedder(manifest["identity"], folder, face_analysis),
-        emotion_detector=build_emotion_detector(
-            manifest.get("emotion"),
-            folder,
-            None if classifier is None else classifier.float().cpu(),
-            emotion2vec,
-            device,
-        ),
+        emotion_detector=detector,
         model_info=ModelInfo(
             name=manifest["name"],
             source=source,
             resolution=manifest["resolution"],
             fps=manifest.get("fps", 30),
-            notes=manifest.get("notes", ""),
+            notes=" ".join(note for note in notes if note),
         ),
         device=device,
         dtype=dtype,

@@ -110,8 +110,8 @@ class GenerationRequest:
         for name in ("steps", "seed", "fps", "past_frames", "preview_steps"):
             if int(getattr(self, name)) != getattr(self, name):
                 found.append(f"{LIMITS[name].label} must be a whole number; got {getattr(self, name)}.")
-        if self.resolution is not None and (self.resolution < 32 or self.resolution % 8):
-            found.append(f"Resolution must be a multiple of 8 and at least 32; got {self.resolution}.")
+        if self.resolution is not None and (self.resolution < 16 or self.resolution % 8):
+            found.append(f"Resolution must be a multiple of 8 and at least 16; got {self.resolution}.")
         labels = [self.emotion] if self.emotion is not None else []
         for segment in self.emotion_segments:
             if len(segment) != 3:

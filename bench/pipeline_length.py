@@ -1,0 +1,102 @@
+"""Wall time and peak memory of the whole pipeline against audio length, on the tiny random model.
+
+Each length runs in a fresh process so that peak RSS belongs to that run alone. Time should grow linearly with
+the audio length; peak memory should stay flat (frames are streamed, the memory is constant-size).
+
+    python bench/pipeline_length.py --seconds 10 60 --steps 2 --json bench/results/pipeline_length.json
+"""
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def run_one(weights: str, seconds: float, steps: int, workdir: str) -> dict:
+    """Runs inside the child process: one generation, then its own measurements."""
+    import numpy as np
+    import soundfile as sf
+    import torch
+    from PIL import Image
+
+    from memo_model.loading import load_pipeline
+    from memo_model.pipelines.request import GenerationRequest
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    work = Path(workdir)
+    rng = np.random.default_rng(0)
+    t = np.arange(int(seconds * 16000)) / 16000
+    voice = np.sin(2 * np.pi * 150 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t) ** 2)
+    sf.write(work / "speech.wav", (0.3 * voice + 0.01 * rng.standard_normal(len(t))).astype(np.float32), 16000)
+    Image.open(ROOT / "tests" / "fixtures" / "astronaut_256.jpg").convert("RGB").save(work / "portrait.png")
+
+    pipeline = load_pipeline(weights, device="cpu")
+    rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    request = GenerationRequest(
+        image=work / "portrait.png", audio=work / "speech.wav", output=work / f"out_{seconds:g}.mp4", steps=steps
+    )
+    started = time.perf_counter()
+    result = pipeline(request)
+    wall = time.perf_counter() - started
+    return {
+        "audio_seconds": seconds,
+        "frames": result.num_frames,
+        "clips": len(result.clip_emotions.used),
+        "steps": steps,
+        "wall_seconds": round(wall, 2),
+        "seconds_per_clip": round(wall / len(result.clip_emotions.used), 3),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "rss_after_loading_mb": round(rss_loaded, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, nargs="+", default=[10.0, 60.0])
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "pipeline_length.json"))
+    parser.add_argument("--child", nargs=4, metavar=("WEIGHTS", "SECONDS", "STEPS", "WORKDIR"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        weights, seconds, steps, workdir = args.child
+        print(json.dumps(run_one(weights, float(seconds), int(steps), workdir)))
+        return
+
+    from memo_model.testing import write_random_tiny_weights
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = write_random_tiny_weights(Path(tmp) / "tiny")
+        for seconds in args.seconds:
+            child = [sys.executable, __file__, "--child", str(weights), str(seconds), str(args.steps), tmp]
+            output = subprocess.run(child, check=True, capture_output=True, text=True).stdout
+            rows.append(json.loads(output.strip().splitlines()[-1]))
+            print(rows[-1], flush=True)
+    report = {
+        "benchmark": "pipeline_length",
+        "model": "tiny-random (untrained, tests only)",
+        "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
+        "runs": rows,
+    }
+    if len(rows) >= 2:
+        report["time_ratio_last_vs_first"] = round(rows[-1]["wall_seconds"] / rows[0]["wall_seconds"], 2)
+        report["audio_ratio_last_vs_first"] = round(rows[-1]["audio_seconds"] / rows[0]["audio_seconds"], 2)
+        report["peak_rss_ratio_last_vs_first"] = round(rows[-1]["peak_rss_mb"] / rows[0]["peak_rss_mb"], 3)
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(report, indent=2))
+    print(f"{'audio s':>8} {'clips':>6} {'wall s':>8} {'s/clip':>7} {'peak RSS MB':>12}")
+    for row in rows:
+        print(f"{row['audio_seconds']:8.0f} {row['clips']:6d} {row['wall_seconds']:8.1f} "
+              f"{row['seconds_per_clip']:7.2f} {row['peak_rss_mb']:12.0f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
