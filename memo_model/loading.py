@@ -163,6 +163,7 @@ OFFICIAL_MANIFEST = {
     "audio_features": {"kind": "wav2vec2", "model": "facebook/wav2vec2-base-960h"},
     "identity": {"kind": "insightface", "folder": "misc/face_analysis"},
     "emotion": {"kind": "emotion2vec", "model": OFFICIAL_EMOTION2VEC},
+    "vocal_separation": {"model": "misc/vocal_separator/Kim_Vocal_2.onnx"},
 }
 
 
@@ -317,6 +318,14 @@ def load_pipeline(
     except SetupError as error:  # generation still works with emotions chosen by hand
         detector = None
         notes.append(f"Emotion detection is unavailable: {error}")
+    separator = None
+    if manifest.get("vocal_separation"):
+        from memo_model.audio.separation import VocalSeparator
+
+        try:
+            separator = VocalSeparator(folder / manifest["vocal_separation"]["model"])
+        except SetupError as error:  # the features then come from the full mix, unlike the official code
+            notes.append(f"Vocal separation is off (audio features use the full mix): {error}")
     pipeline = MemoPipeline(
         vae=vae_model,
         reference_net=components["reference_net"],
@@ -326,6 +335,7 @@ def load_pipeline(
         audio_features=build_audio_features(manifest["audio_features"], folder, wav2vec2, device),
         identity_embedder=build_identity_embedder(manifest["identity"], folder, face_analysis),
         emotion_detector=detector,
+        vocal_separator=separator,
         model_info=ModelInfo(
             name=manifest["name"],
             source=source,

@@ -100,6 +100,7 @@ class MemoPipeline:
         audio_features: AudioFeatureExtractor,
         identity_embedder: IdentityEmbedder,
         emotion_detector=None,
+        vocal_separator=None,
         scheduler: FlowMatchEulerDiscreteScheduler | None = None,
         model_info: ModelInfo | None = None,
         device: str | torch.device = "cpu",
@@ -110,6 +111,7 @@ class MemoPipeline:
         self.audio_features = audio_features
         self.identity_embedder = identity_embedder
         self.emotion_detector = emotion_detector
+        self.vocal_separator = vocal_separator  # official path: audio features from the vocal stem
         self.scheduler = scheduler or FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000)
         self.device, self.dtype = torch.device(device), dtype
         self.latent_factor = 2 ** (len(vae.config.block_out_channels) - 1)
@@ -182,7 +184,8 @@ class MemoPipeline:
         if request.is_preview:
             waveform = waveform[: int(request.preview_seconds * SAMPLE_RATE)]
         fps = request.fps
-        emotions = plan_emotions(waveform, self.emotion_detector, request, CLIP_FRAMES)
+        emotions = plan_emotions(waveform, self.emotion_detector, request, CLIP_FRAMES)  # on the mix, as official
+        feature_waveform = waveform if self.vocal_separator is None else self.vocal_separator(waveform)
         warnings += emotions.warnings
         num_clips = len(emotions.used)
         timings["prepare"] = time.perf_counter() - started
@@ -211,7 +214,7 @@ class MemoPipeline:
         cancelled = False
         loop_started = time.perf_counter()
         try:
-            for clip, audio_clip in enumerate(self.audio_features.iter_clips(waveform, fps)):
+            for clip, audio_clip in enumerate(self.audio_features.iter_clips(feature_waveform, fps)):
                 if clip >= num_clips:
                     break
                 # 5a. Reference net and memory write, once per clip

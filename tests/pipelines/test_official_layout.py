@@ -99,3 +99,19 @@ def test_components_of_the_official_folder_load_strictly(official_like, tmp_path
     assert set(load_components(folder)) == {
         "reference_net", "diffusion_net", "image_proj", "audio_proj", "audio_emotion_classifier"
     }  # fmt: skip
+
+
+def test_vocal_separation_explains_what_is_missing(official_like, tmp_path):
+    from memo_model.audio.separation import VocalSeparator
+
+    with pytest.raises(SetupError, match="Kim_Vocal_2.onnx"):
+        VocalSeparator(tmp_path / "misc" / "vocal_separator" / "Kim_Vocal_2.onnx")
+    model = tmp_path / "Kim_Vocal_2.onnx"
+    model.write_bytes(b"onnx")
+    with pytest.raises(SetupError, match="audio-separator"):  # the package is an official-path extra
+        VocalSeparator(model)
+    pipeline = load_pipeline(
+        official_like / "memo", device="cpu", vae=official_like / "sd-vae-ft-mse",
+        wav2vec2=official_like / "wav2vec2-base-960h",
+    )  # fmt: skip
+    assert pipeline.vocal_separator is None and "Vocal separation is off" in pipeline.model_info.notes
