@@ -114,6 +114,12 @@ def check_weights(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from memo_model.training.train import main_from_args
+
+    return main_from_args(args)
+
+
 def _limited(name: str):
     """argparse type that names the setting and its range when a value is not a number."""
     limit = LIMITS[name]
@@ -166,12 +172,16 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("folder", help="folder with reference_net/, diffusion_net/, image_proj/, audio_proj/, misc/")
     check.set_defaults(func=check_weights)
 
-    try:
-        from memo_model.data.synthetic.cli import add_synth_parser
-    except ImportError:  # the synthetic world is optional for inference-only installs
-        pass
-    else:
-        add_synth_parser(commands)
+    train = commands.add_parser("train", help="train MEMO from a YAML run config (see configs/)")
+    train.add_argument("--config", required=True, help="YAML file of memo_model.training.train.TrainConfig")
+    train.add_argument("--resume", action="store_true", help="continue from the latest checkpoint of output_dir")
+    train.set_defaults(func=_train)
+
+    from memo_model.data.preprocess.cli import add_preprocess_parser
+    from memo_model.data.synthetic.cli import add_synth_parser
+
+    add_synth_parser(commands)
+    add_preprocess_parser(commands)
     return parser
 
 

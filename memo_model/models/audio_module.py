@@ -151,7 +151,7 @@ class EmotionAwareAudioModule(nn.Module):
         height, width = x.shape[-2:]
         h = rearrange(self.proj_in(self.norm(x)), "n c h w -> n (h w) c")
         h, audio_out = self.transformer_blocks[0](h, audio_tokens, emotion)
-        h = self.proj_out(rearrange(h, "n (h w) c -> n c h w", h=height, w=width))
+        h = self.proj_out(rearrange(h, "n (h w) c -> n c h w", h=height, w=width).contiguous())  # see blocks.py
         if audio_out is not None:
             audio_out = audio_out + audio_tokens  # the official double residual (see module docstring)
         return h + x, audio_out

@@ -188,7 +188,9 @@ class SpatialTransformer(nn.Module):
         feature = rearrange(feature, "n (h w) c -> n c h w", h=height, w=width)
         if self.features_only:
             return None, feature
-        h = rearrange(h, "n (h w) c -> n c h w", h=height, w=width)
+        # contiguous() as the official code: the next GroupNorm must not see a channels-last tensor (torch 2.13's
+        # CPU GroupNorm backward crashes on one whose input needs no gradient).
+        h = rearrange(h, "n (h w) c -> n c h w", h=height, w=width).contiguous()
         return self.proj_out(h) + x, feature
 
 

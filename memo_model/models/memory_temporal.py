@@ -221,8 +221,8 @@ class TemporalTransformer(nn.Module):
         height, width = x.shape[-2:]
         h = self._tokens(x, num_frames)
         h = self.transformer_blocks[0](h, memory, decay)
-        h = rearrange(self.proj_out(h), "b (h w) f c -> (b f) c h w", h=height, w=width)
-        return h + x
+        h = rearrange(self.proj_out(h), "b (h w) f c -> (b f) c h w", h=height, w=width).contiguous()
+        return h + x  # contiguous as the official code (see blocks.py)
 
 
 class MemoryTemporalModule(nn.Module):

@@ -1,0 +1,114 @@
+"""``python -m memo_model synth ...``: generate, look at and measure the synthetic world.
+
+Actions::
+
+    synth dataset --output /tmp/synth_work/train --samples 200 [--held-out] [--size 128] [--seconds 3 8]
+    synth contact-sheet --output docs/images/synthetic_contact_sheet.png [--identities 24]
+    synth train-analyzer --output assets/analyzer [--steps 3000]
+    synth evaluate-analyzer [--analyzer assets/analyzer]
+    synth score --video v.mp4 [--audio a.wav] [--labels l.json] [--reference r.png]
+
+The lead's ``memo_model/__main__.py`` registers this with ``add_synth_parser(subparsers)``.
+"""
+
+import argparse
+import json
+
+from memo_model.data.synthetic.identity import HELD_OUT_SEED_START
+
+
+def _dataset(args: argparse.Namespace) -> None:
+    from memo_model.data.synthetic.dataset_writer import DatasetSpec, write_dataset
+
+    spec = DatasetSpec(
+        num_samples=args.samples,
+        seconds=tuple(args.seconds),
+        size=args.size,
+        first_identity=HELD_OUT_SEED_START if args.held_out else 0,
+        num_identities=args.identities,
+        seed=args.seed,
+        background=args.background,
+    )
+    root = write_dataset(args.output, spec, progress=True)
+    print(f"Wrote {args.samples} samples to {root}")
+
+
+def _contact_sheet(args: argparse.Namespace) -> None:
+    from memo_model.data.synthetic.contact_sheet import save_contact_sheet
+
+    print(f"Wrote {save_contact_sheet(args.output, args.identities, args.size)}")
+
+
+def _train_analyzer(args: argparse.Namespace) -> None:
+    from memo_model.data.synthetic.analyzer_training import train_analyzer
+
+    report = train_analyzer(
+        args.output,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        num_identities=args.identities,
+        seed=args.seed,
+        threads=args.threads,
+    )
+    print(json.dumps(report, indent=2))
+
+
+def _evaluate_analyzer(args: argparse.Namespace) -> None:
+    from memo_model.data.synthetic.analyzer import load_analyzer
+    from memo_model.data.synthetic.analyzer_training import evaluate_analyzer
+
+    print(json.dumps(evaluate_analyzer(load_analyzer(args.analyzer), num_videos=args.videos), indent=2))
+
+
+def _score(args: argparse.Namespace) -> None:
+    from memo_model.data.synthetic.analyzer import load_analyzer
+    from memo_model.evaluation.scoring import score_video
+
+    scores = score_video(args.video, args.audio, args.labels, args.reference, analyzer=load_analyzer(args.analyzer))
+    print(json.dumps(scores, indent=2))
+
+
+def add_synth_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``synth`` and its actions; each action sets ``func(args)``."""
+    synth = subparsers.add_parser("synth", help="synthetic talking-face world: datasets, analyzer, scores")
+    actions = synth.add_subparsers(dest="synth_action", required=True)
+
+    dataset = actions.add_parser("dataset", help="write a synthetic dataset (videos, audio, labels, metadata)")
+    dataset.add_argument("--output", required=True, help="dataset root folder")
+    dataset.add_argument("--samples", type=int, default=16)
+    dataset.add_argument("--seconds", type=float, nargs=2, default=(3.0, 8.0), metavar=("MIN", "MAX"))
+    dataset.add_argument("--size", type=int, default=128, help="square frame side in pixels (even)")
+    dataset.add_argument("--identities", type=int, default=200, help="how many identity seeds to draw from")
+    dataset.add_argument("--held-out", action="store_true", help="use only held-out identity seeds")
+    dataset.add_argument("--background", choices=("none", "noise", "music", "mixed"), default="none")
+    dataset.add_argument("--seed", type=int, default=0)
+    dataset.set_defaults(func=_dataset)
+
+    sheet = actions.add_parser("contact-sheet", help="PNG grid of identities x emotions")
+    sheet.add_argument("--output", required=True)
+    sheet.add_argument("--identities", type=int, default=24)
+    sheet.add_argument("--size", type=int, default=128)
+    sheet.set_defaults(func=_contact_sheet)
+
+    train = actions.add_parser("train-analyzer", help="train the face analyzer on renders")
+    train.add_argument("--output", default="assets/analyzer")
+    train.add_argument("--steps", type=int, default=3000)
+    train.add_argument("--batch-size", type=int, default=64)
+    train.add_argument("--identities", type=int, default=1500, help="training identity seeds 0..N-1")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--threads", type=int, default=1, help="torch threads (one more process renders)")
+    train.set_defaults(func=_train_analyzer)
+
+    evaluate = actions.add_parser("evaluate-analyzer", help="held-out accuracy of an analyzer")
+    evaluate.add_argument("--analyzer", default=None, help="folder with config.json + model.safetensors")
+    evaluate.add_argument("--videos", type=int, default=24)
+    evaluate.set_defaults(func=_evaluate_analyzer)
+
+    score = actions.add_parser("score", help="lip-sync, expression and identity scores of one video")
+    score.add_argument("--video", required=True)
+    score.add_argument("--audio", default=None)
+    score.add_argument("--labels", default=None, help="labels JSON with ground truth / requested segments")
+    score.add_argument("--reference", default=None, help="reference image of the person")
+    score.add_argument("--analyzer", default=None)
+    score.set_defaults(func=_score)
+    return synth

@@ -1,0 +1,64 @@
+"""The flow objective and the stage table as pure functions."""
+
+import pytest
+import torch
+
+from memo_model.models.presets import build_components
+from memo_model.training.losses import add_noise, filter_spikes, flow_matching_loss, sample_sigmas
+from memo_model.training.stages import STAGES, apply_stage
+
+
+def test_logit_normal_sigmas_live_on_the_training_grid():
+    sigmas = sample_sigmas(20000, torch.Generator().manual_seed(0))
+    assert sigmas.min() >= 0.001 and sigmas.max() <= 1.0
+    assert torch.allclose(sigmas * 1000, (sigmas * 1000).round())
+    assert abs(sigmas.median().item() - 0.5) < 0.02  # logit-normal(0, 1) is centred on 0.5
+    assert (sigmas < 0.1).float().mean() < 0.05  # and thin in the tails
+
+
+def test_noising_is_the_straight_line_between_data_and_noise():
+    x0, noise = torch.randn(2, 4, 3, 5, 5), torch.randn(2, 4, 3, 5, 5)
+    sigmas = torch.tensor([0.0, 1.0])
+    noisy = add_noise(x0, noise, sigmas)
+    torch.testing.assert_close(noisy[0], x0[0])
+    torch.testing.assert_close(noisy[1], noise[1])
+
+
+def test_official_weighting_is_the_x0_error_and_paper_is_lambda_eps_error():
+    x0, noise, v_hat = torch.randn(3, 4, 2, 3, 3), torch.randn(3, 4, 2, 3, 3), torch.randn(3, 4, 2, 3, 3)
+    sigmas = torch.tensor([0.2, 0.5, 0.9])
+    z_t = add_noise(x0, noise, sigmas)
+    s = sigmas.view(-1, 1, 1, 1, 1)
+    x0_hat = z_t - s * v_hat
+    official = (x0_hat - x0).square().flatten(1).mean(1)
+    torch.testing.assert_close(flow_matching_loss(v_hat, x0, noise, sigmas, "official"), official)
+    eps_hat = z_t + (1 - s) * v_hat
+    paper = ((eps_hat - noise).square().flatten(1).mean(1)) / (1 - sigmas) ** 2
+    torch.testing.assert_close(flow_matching_loss(v_hat, x0, noise, sigmas, "paper"), paper)
+    with pytest.raises(ValueError, match="weighting"):
+        flow_matching_loss(v_hat, x0, noise, sigmas, "l1")
+
+
+def test_spike_filter_drops_samples_above_threshold():
+    per_sample = torch.tensor([0.02, 0.5, 0.04], requires_grad=True)
+    loss, dropped = filter_spikes(per_sample, 0.1)
+    assert dropped == 1 and loss.item() == pytest.approx(0.03)
+    loss.backward()
+    assert per_sample.grad[1] == 0
+    all_dropped, count = filter_spikes(torch.tensor([0.5, 0.7], requires_grad=True), 0.1)
+    assert count == 2 and all_dropped.item() == 0 and all_dropped.requires_grad
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_stage_trains_only_its_parameters(stage):
+    components = {k: v for k, v in build_components("tiny").items() if k != "audio_emotion_classifier"}
+    trainable = {id(p) for p in apply_stage(STAGES[stage], components)}
+    for component, module in components.items():
+        for name, parameter in module.named_parameters():
+            new = "motion_modules" in name or "audio_modules" in name
+            expected = {
+                "stage1": component in ("reference_net", "image_proj") or (component == "diffusion_net" and not new),
+                "stage2_warmup": component == "audio_proj" or (component == "diffusion_net" and new),
+                "stage2": True,
+            }[stage]
+            assert (id(parameter) in trainable) == expected == parameter.requires_grad, (component, name)

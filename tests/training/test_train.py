@@ -1,0 +1,142 @@
+"""Training smoke tests on the tiny preset: each stage runs, resumes, trains only its parameters, and runs
+distributed under `accelerate launch` with 2 CPU processes (gloo)."""
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from memo_model.audio.features import MelFeatures
+from memo_model.config import load_yaml, to_dict
+from memo_model.data.dataset import TalkingFaceDataset, cache_audio_features
+from memo_model.data.synthetic.dataset_writer import DatasetSpec, write_dataset
+from memo_model.loading import load_components, load_pipeline
+from memo_model.testing import tiny_vae
+from memo_model.training.train import TrainConfig, train
+from memo_model.vision.face import ThumbnailEmbedder
+
+MELS = 8
+MANIFEST = {
+    "name": "train-smoke",
+    "resolution": 16,
+    "fps": 30,
+    "audio_features": {"kind": "mel", "n_mels": MELS, "n_fft": 512},
+    "identity": {"kind": "thumbnail", "size": 4},
+}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    data = write_dataset(root / "data", DatasetSpec(num_samples=2, seconds=(1.0, 1.2), size=32, seed=1))
+    assert cache_audio_features(data, MelFeatures(n_mels=MELS, n_fft=512)) == 2
+    torch.manual_seed(0)
+    tiny_vae().save_pretrained(root / "vae")
+    return root
+
+
+def config(setup, output, stage="stage1", max_steps=2, init_from=None, **extra) -> TrainConfig:
+    data = {"root": str(setup / "data"), "resolution": 16, "clip_frames": 4, "past_frames": [2, 3]}
+    model = {
+        "vae": str(setup / "vae"),
+        "init_from": init_from,
+        "preset": "tiny",
+        "overrides": {"audio_proj": {"blocks": 1, "channels": MELS}, "image_proj": {"clip_embeddings_dim": 16}},
+        "manifest": MANIFEST,
+    }
+    raw = {"output_dir": str(output), "stage": stage, "data": data, "model": model, "max_steps": max_steps,
+           "checkpoint_every": 1, "log_every": 1, "learning_rate": 1e-3,
+           "spike_filter_start": 100, **extra}  # fmt: skip
+    path = output.parent / f"{output.name}.yaml"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(raw))
+    return load_yaml(TrainConfig, path)
+
+
+def logged_steps(output: Path) -> list[int]:
+    with (output / "log.csv").open() as handle:
+        return [int(row["step"]) for row in csv.DictReader(handle)]
+
+
+def test_dataset_items_have_the_documented_shapes(setup):
+    dataset = TalkingFaceDataset(
+        setup / "data", resolution=16, clip_frames=4, max_past_frames=3, identity_embedder=ThumbnailEmbedder(4)
+    )
+    item = dataset[0]
+    assert item["pixels"].shape == (4, 3, 16, 16) and item["past_pixels"].shape == (3, 3, 16, 16)
+    assert item["audio_features"].shape == (4, 5, 1, MELS)
+    assert item["pixels"].min() >= -1 and item["pixels"].max() <= 1
+    assert 0 <= int(item["emotion"]) < 9
+
+
+def test_stage1_trains_spatial_modules_and_writes_loadable_weights(setup, tmp_path):
+    cfg = config(setup, tmp_path / "s1")
+    weights = train(cfg)
+    assert logged_steps(tmp_path / "s1") == [1, 2]
+    trained = load_components(weights)
+    fresh = {name: model for name, model in trained.items()}
+    new_params = [n for n, p in fresh["diffusion_net"].named_parameters() if "proj_out" in n and "motion_modules" in n]
+    assert new_params and all(
+        torch.count_nonzero(dict(fresh["diffusion_net"].named_parameters())[n]) == 0 for n in new_params
+    )  # frozen in stage 1: the zero-initialised temporal output projections are still zero
+    pipeline = load_pipeline(weights, device="cpu")
+    assert pipeline.model_info.name == "train-smoke"
+
+
+def test_resume_continues_from_the_last_checkpoint(setup, tmp_path):
+    output = tmp_path / "resume"
+    train(config(setup, output, max_steps=2))
+    assert sorted(p.name for p in (output / "checkpoints").iterdir()) == ["step-1", "step-2"]
+    train(config(setup, output, max_steps=3), resume=True)
+    assert logged_steps(output) == [1, 2, 3]
+    assert sorted(p.name for p in (output / "checkpoints").iterdir()) == ["step-2", "step-3"]  # keeps 2
+
+
+def test_stage2_warmup_changes_only_the_new_modules(setup, tmp_path):
+    stage1 = train(config(setup, tmp_path / "s1"))
+    before = load_components(stage1)
+    after = load_components(train(config(setup, tmp_path / "warm", stage="stage2_warmup", init_from=str(stage1))))
+    changed_new = 0
+    for name, parameter in after["diffusion_net"].named_parameters():
+        new = "motion_modules" in name or "audio_modules" in name
+        same = torch.equal(parameter, dict(before["diffusion_net"].named_parameters())[name])
+        assert same or new, f"{name} is not a new module but changed"
+        if new and "proj_out" in name and name.endswith("weight"):
+            assert not same, f"{name} should have learned"  # the zero-initialised exits learn first
+        changed_new += new and not same
+    assert changed_new > 20
+    for name, parameter in after["reference_net"].named_parameters():
+        assert torch.equal(parameter, dict(before["reference_net"].named_parameters())[name])
+
+
+def test_unknown_config_keys_are_refused(setup, tmp_path):
+    cfg = config(setup, tmp_path / "x")
+    raw = to_dict(cfg)
+    raw["data"]["resolutoin"] = 32
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    from memo_model.errors import InputError
+
+    with pytest.raises(InputError, match="resolutoin"):
+        load_yaml(TrainConfig, path)
+
+
+def test_two_processes_under_accelerate_launch(setup, tmp_path):
+    output = tmp_path / "ddp"
+    config(setup, output, stage="stage2", max_steps=2)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "--cpu",
+        "-m", "memo_model", "train", "--config", str(output.parent / "ddp.yaml"),
+    ]  # fmt: skip
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "num_processes=2" in result.stdout + result.stderr or (output / "weights").is_dir()
+    assert logged_steps(output) == [1, 2]
+    assert (output / "weights" / "diffusion_net" / "diffusion_pytorch_model.safetensors").is_file()
