@@ -18,7 +18,7 @@ from memo_model.models.emotion_classifier import AudioEmotionClassifier
 from memo_model.models.projections import AudioProjection, ImageProjection
 from memo_model.models.reference_net import ReferenceNet
 
-PresetName = Literal["official", "tiny"]
+PresetName = Literal["official", "tiny", "memo-tiny"]
 
 COMPONENT_CLASSES: dict[str, type[ModelMixin]] = {
     "reference_net": ReferenceNet,
@@ -70,7 +70,37 @@ _TINY: dict[str, dict] = {
     "misc/audio_emotion_classifier": {"num_classifier_layers": 3, "num_classifier_channels": 32, "input_dim": 16},
 }
 
-PRESETS: dict[str, dict[str, dict]] = {"official": _OFFICIAL, "tiny": _TINY}
+# MEMO-Tiny, the bundled model: 64 px frames, a VAE with a factor-4 latent (16 x 16 x 4), log-mel audio
+# (1 "layer" x 40 bands), a 4 x 4 grey face thumbnail as identity, and the 5-layer emotion head of appendix E.
+_MEMO_TINY_UNET = {
+    "sample_size": 16,
+    "block_out_channels": (64, 128),
+    "layers_per_block": 1,
+    "norm_num_groups": 16,
+    "cross_attention_dim": 64,
+    "attention_head_dim": 4,  # heads: head dim 16 and 32 at the two levels
+}
+_MEMO_TINY: dict[str, dict] = {
+    "reference_net": {**_TINY["reference_net"], **_MEMO_TINY_UNET},
+    "diffusion_net": {
+        **_TINY["diffusion_net"],
+        **_MEMO_TINY_UNET,
+        "motion_module_kwargs": {**OFFICIAL_MOTION_MODULE_KWARGS, "num_attention_heads": 4},
+        "audio_attention_dim": 64,
+    },
+    "image_proj": {"cross_attention_dim": 64, "clip_embeddings_dim": 16, "clip_extra_context_tokens": 4},
+    "audio_proj": {
+        "seq_len": 5,
+        "blocks": 1,
+        "channels": 40,
+        "intermediate_dim": 128,
+        "output_dim": 64,
+        "context_tokens": 8,
+    },
+    "misc/audio_emotion_classifier": {"num_classifier_layers": 5, "num_classifier_channels": 128, "input_dim": 80},
+}
+
+PRESETS: dict[str, dict[str, dict]] = {"official": _OFFICIAL, "tiny": _TINY, "memo-tiny": _MEMO_TINY}
 
 
 def preset_config(preset: PresetName, component: str) -> dict:

@@ -62,3 +62,13 @@ def test_stage_trains_only_its_parameters(stage):
                 "stage2": True,
             }[stage]
             assert (id(parameter) in trainable) == expected == parameter.requires_grad, (component, name)
+
+
+@pytest.mark.parametrize("path", sorted(__import__("pathlib").Path("configs").glob("memo_tiny_*.yaml")))
+def test_shipped_training_configs_load(path):
+    from memo_model.config import load_yaml
+    from memo_model.training.train import TrainConfig
+
+    config = load_yaml(TrainConfig, path)
+    assert config.model.manifest["resolution"] == config.data.resolution == 64
+    assert config.model.init_from or config.model.preset == "memo-tiny"
