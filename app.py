@@ -1,10 +1,14 @@
-"""MEMO Studio entry point: `python app.py` (also the Hugging Face Space's app_file)."""
+"""MEMO Studio entry point: `python app.py` locally, and the Hugging Face Space's app_file.
 
-import sys
+Environment: MEMO_WEIGHTS (a weights folder or hub id; default the bundled MEMO-Tiny), MEMO_OUTPUT_DIR,
+MEMO_MAX_AUDIO_SECONDS, MEMO_DEVICE. See docs/APP.md.
+"""
 
-from memo_app import build_demo
+from memo_app import AppSettings, StudioService, build_demo, launch
+
+settings = AppSettings.from_env()
+service = StudioService(settings)
+demo = build_demo(service)
 
 if __name__ == "__main__":
-    if build_demo is None:
-        sys.exit("MEMO Studio's web app is not built yet; see the status section of README.md.")
-    build_demo().queue().launch()
+    launch(demo, service)

@@ -1,6 +1,11 @@
-"""MEMO Studio, the Gradio app over ``memo_model`` (layout in ``ui.py``, handlers in ``service.py``).
+"""MEMO Studio, the Gradio app over ``memo_model``.
 
-Not built yet: ``build_demo`` is ``None`` until the app lands (see README status).
+``settings.py`` (how the app runs) → ``service.py`` (handlers, no tensor work) → ``ui.py`` (layout and events);
+``timeline.py`` draws the emotion timeline; ``make_examples.py`` renders the bundled examples.
 """
 
-build_demo = None
+from memo_app.service import StudioService
+from memo_app.settings import AppSettings
+from memo_app.ui import build_demo, launch
+
+__all__ = ["AppSettings", "StudioService", "build_demo", "launch"]

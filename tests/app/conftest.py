@@ -1,0 +1,93 @@
+"""One MEMO Studio launched for the app tests, with an untrained tiny model in the official layout.
+
+The app runs exactly as ``python app.py`` does (``build_demo`` + ``launch``), on a free local port, with
+``prevent_thread_lock=True`` so the tests can drive it through ``gradio_client`` and a real browser.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from gradio_client import handle_file
+
+from memo_app import AppSettings, StudioService, build_demo, launch
+from memo_model.testing import write_random_tiny_weights
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "assets" / "examples"
+MAX_AUDIO_SECONDS = 10.0  # small, so "over-long audio" is cheap to make
+
+
+@pytest.fixture(scope="session")
+def weights(tmp_path_factory) -> Path:
+    return write_random_tiny_weights(tmp_path_factory.mktemp("app_weights") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def app(tmp_path_factory, weights):
+    """(url, service) of the launched app; closed at the end of the session."""
+    settings = AppSettings(
+        weights=str(weights), output_dir=tmp_path_factory.mktemp("app_outputs"), max_audio_seconds=MAX_AUDIO_SECONDS
+    )
+    service = StudioService(settings)
+    demo = build_demo(service)
+    _, url, _ = launch(demo, service, prevent_thread_lock=True, quiet=True)
+    yield url, service
+    demo.close()
+
+
+@pytest.fixture(scope="session")
+def media(tmp_path_factory) -> dict[str, Path]:
+    """Short clips cut from a bundled example, plus bad inputs of every kind."""
+    folder = tmp_path_factory.mktemp("media")
+    speech, rate = sf.read(EXAMPLES / "speech_1_happy_then_sad.wav", dtype="float32")
+    files = {
+        "portrait": EXAMPLES / "synthetic_person_1.png",
+        "real_photo": EXAMPLES / "astronaut.jpg",
+        "speech": EXAMPLES / "speech_1_happy_then_sad.wav",
+        "short_speech": folder / "short.wav",
+        "silent": folder / "silent.wav",
+        "too_long": folder / "too_long.wav",
+        "not_audio": folder / "notes.wav",
+        "not_image": folder / "notes.png",
+        "faceless": folder / "grey.png",
+    }
+    sf.write(files["short_speech"], speech[: int(1.0 * rate)], rate)
+    sf.write(files["silent"], np.zeros(rate, dtype=np.float32), rate)
+    sf.write(files["too_long"], np.tile(speech, 3)[: int((MAX_AUDIO_SECONDS + 2) * rate)], rate)
+    files["not_audio"].write_text("this is not audio")
+    files["not_image"].write_text("this is not an image")
+    from PIL import Image
+
+    Image.new("RGB", (128, 128), (128, 128, 128)).save(files["faceless"])
+    return files
+
+
+def widget_values(media, table=None, audio="short_speech", **changes) -> list:
+    """Widget values in the order of the preview / generate endpoints; the tiny model, one step."""
+    values = {
+        "image": handle_file(str(media["portrait"])),
+        "audio": handle_file(str(media[audio])),
+        "table": table or {"headers": ["start (s)", "end (s)", "detected", "confidence", "override"], "data": []},
+        "global_emotion": "use detected",
+        "emotion_strength": 3.5,
+        "reference_guidance": 3.5,
+        "audio_guidance": 3.5,
+        "steps": 1,
+        "seed": 7,
+        "random_seed": False,
+        "fps": 30,
+        "resolution": 16,
+        "past_frames": 16,
+        "memory_decay": 0.9,
+        "model_decay": True,
+        "crop_scale": 1.8,
+    }
+    values.update(changes)
+    return list(values.values())
+
+
+@pytest.fixture
+def run_args(media):
+    """``run_args(**changes)``: preview / generate arguments for the short clip, with changes."""
+    return lambda **changes: widget_values(media, **changes)

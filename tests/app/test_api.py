@@ -1,0 +1,111 @@
+"""MEMO Studio through gradio_client: the same handlers the buttons call, on the launched app."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from gradio_client import Client, handle_file
+
+from memo_model.vision.video_io import probe_media
+
+
+@pytest.fixture(scope="module")
+def client(app) -> Client:
+    url, _ = app
+    return Client(url, verbose=False)
+
+
+def video_path(value) -> str:
+    return value["video"] if isinstance(value, dict) else value
+
+
+def test_every_event_has_an_api_name(client):
+    endpoints = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
+    expected = {
+        "/inspect_portrait",
+        "/inspect_audio",
+        "/analyze",
+        "/update_timeline",
+        "/set_global_emotion",
+        "/set_segment",
+        "/preview",
+        "/generate",
+        "/cancel",
+        "/load_settings",
+        "/load_model",
+        "/model_status",
+    }
+    assert expected <= endpoints
+    assert not any(name.startswith("/lambda") or name.startswith("/fn") for name in endpoints)
+
+
+def test_model_panel_names_the_active_weights(client, app, weights):
+    status = client.predict(api_name="/model_status")
+    assert "tiny-random" in status and str(weights) in status and "cpu" in status and "float32" in status
+
+
+def test_portrait_shows_face_box_crop_and_honest_warnings(client, media):
+    face, crop, notes = client.predict(handle_file(str(media["portrait"])), 1.8, api_name="/inspect_portrait")
+    assert Path(face).is_file() and Path(crop).is_file()
+    assert "One face found" in notes and "synthetic" not in notes  # our own example: no real-photo note
+    _, _, notes = client.predict(handle_file(str(media["real_photo"])), 1.8, api_name="/inspect_portrait")
+    assert "trained only on synthetic" in notes
+
+
+def test_analyze_override_and_generate_a_bundled_example(client, media, run_args):
+    audio = handle_file(str(media["speech"]))
+    info = client.predict(audio, api_name="/inspect_audio")
+    assert "5.0 s" in info and "limit 10 s" in info
+    plot, table, summary = client.predict(audio, 30, "use detected", api_name="/analyze")
+    assert Path(plot).is_file() and table["data"] and "segment" in summary
+    assert table["data"][0][2] != "—"  # the tiny model has a detector: a detected label
+
+    table = client.predict(table, 1, "sad", api_name="/set_segment")
+    assert table["data"][0][4] == "sad"
+    plot, used = client.predict(audio, 30, table, "use detected", api_name="/update_timeline")
+    assert Path(plot).is_file() and "sad" in used
+
+    video, clips, status, settings, seed = client.predict(*run_args(table=table, audio="speech"), api_name="/generate")
+    assert "finished" in status and seed == 7 and len(clips) == 10  # 5 s at 30 fps = 10 clips of 16 frames
+    info = probe_media(video_path(video))
+    assert info["has_video"] and info["has_audio"] and info["playable"]
+    assert info["duration"] == pytest.approx(5.0, abs=0.1) and info["audio_duration"] == pytest.approx(5.0, abs=0.1)
+    saved = json.loads(Path(settings).read_text())
+    assert saved["request"]["emotion_segments"][0][2] == "sad"
+    assert set(saved["emotions"]["used_per_clip"]) == {"sad"}
+
+
+def test_preview_is_short_and_random_seed_is_echoed(client, media, run_args):
+    video, _, status, _, seed = client.predict(
+        *run_args(audio="speech", random_seed=True, steps=20), api_name="/preview"
+    )
+    assert "Preview (3 s, 8 steps)" in status
+    assert seed != 7 and 0 <= seed < 2**31
+    info = probe_media(video_path(video))
+    assert info["duration"] == pytest.approx(3.0, abs=0.1) and info["has_audio"]
+
+
+def test_settings_json_restores_the_controls(client, media, run_args):
+    _, _, _, settings, _ = client.predict(*run_args(steps=3, seed=1234), api_name="/generate")
+    restored = client.predict(handle_file(settings), api_name="/load_settings")
+    steps, seed, random_seed = restored[7], restored[8], restored[9]
+    assert (steps, seed, random_seed) == (3, 1234, False)
+    assert "Settings loaded" in restored[-1]
+
+
+def test_cancel_stops_within_a_step_and_keeps_the_partial_video(client, media, run_args):
+    job = client.submit(*run_args(audio="speech", steps=40), api_name="/generate")
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(len(output[1]) >= 1 for output in job.outputs()):
+        time.sleep(0.2)  # wait for the first finished clip
+    assert client.predict(api_name="/cancel").startswith("Cancelling")
+    video, clips, status, _, _ = job.result(timeout=120)
+    assert "Cancelled" in status and 1 <= len(clips) < 10
+    info = probe_media(video_path(video))
+    assert info["playable"] and info["has_audio"] and 0 < info["duration"] < 5.0
+
+
+def test_loading_missing_weights_keeps_the_active_model(client):
+    status, _ = client.predict("/no/such/weights", api_name="/load_model")
+    assert "does not exist" in status and "tiny-random" in status

@@ -1,0 +1,51 @@
+"""The app's shape: no torch in memo_app, no model means a clear message (inputs still work), app.py is small."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from memo_app import AppSettings, StudioService
+from memo_app.service import NO_MODEL_MESSAGE
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def imported_modules(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "memo_app").glob("*.py")) + [ROOT / "app.py"], ids=lambda p: p.name)
+def test_app_never_imports_torch(path):
+    assert "torch" not in imported_modules(path)
+
+
+def test_app_py_is_small():
+    assert len(ROOT.joinpath("app.py").read_text().splitlines()) <= 20
+
+
+def test_readme_is_a_space_with_app_py():
+    front = ROOT.joinpath("README.md").read_text().split("---")[1]
+    assert "sdk: gradio" in front and "app_file: app.py" in front
+
+
+def test_without_a_model_inputs_work_and_generation_explains(tmp_path, monkeypatch):
+    import memo_model.loading
+
+    monkeypatch.setattr(memo_model.loading, "BUNDLED_WEIGHTS", tmp_path / "no-bundled-model")
+    service = StudioService(AppSettings(output_dir=tmp_path / "out"))
+    assert service.pipeline is None and NO_MODEL_MESSAGE in service.model_status()
+    examples = ROOT / "assets" / "examples"
+    face, crop, notes = service.inspect_portrait(str(examples / "synthetic_person_2.png"), 1.8)
+    assert face is not None and "One face found" in notes
+    assert "Duration **4.0 s**" in service.inspect_audio(str(examples / "speech_2_angry.wav"))
+    _, table, summary = service.analyze(str(examples / "speech_2_angry.wav"), 30, "use detected")
+    assert "detection is unavailable" in summary and table[0][2] == "—"
+    with pytest.raises(Exception, match="No model is loaded"):
+        next(service.run((), preview=True, session="test"))
