@@ -1,5 +1,7 @@
 """The flow objective and the stage table as pure functions."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -64,7 +66,10 @@ def test_stage_trains_only_its_parameters(stage):
             assert (id(parameter) in trainable) == expected == parameter.requires_grad, (component, name)
 
 
-@pytest.mark.parametrize("path", sorted(__import__("pathlib").Path("configs").glob("memo_tiny_*.yaml")))
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("memo_tiny_*.yaml")), ids=lambda p: p.name)
 def test_shipped_training_configs_load(path):
     from memo_model.config import load_yaml
     from memo_model.training.train import TrainConfig
