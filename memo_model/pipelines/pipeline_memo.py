@@ -221,7 +221,8 @@ class MemoPipeline:
                 stack = torch.cat([reference_latent, past])  # (1 + p, c, h, w)
                 stack = rearrange(stack, "f c h w -> 1 c f h w").expand(len(face_conditions), -1, -1, -1, -1)
                 reference = self.reference_net(stack, faces)
-                memory = self.diffusion_net.write_memory(reference, memory, decay=decay_override)
+                carried = memory if request.memory_mode == "full" else None  # ablations forget between clips
+                memory = self.diffusion_net.write_memory(reference, carried, decay=decay_override)
 
                 # 5b. Per-pass conditions, batched
                 audio_tokens = self.audio_proj(audio_clip[None].to(self.device, self.dtype))  # (1, f, m, c)
@@ -259,7 +260,9 @@ class MemoPipeline:
                 frames = self.decode(rearrange(latents, "1 c f h w -> f c h w"))  # (f, 3, H, W) in [0, 1]
                 frames_uint8 = frames_to_uint8(rearrange(frames, "f c H W -> f H W c").cpu().numpy())
                 writer.write(frames_uint8)
-                past = torch.cat([past, self.encode(frames[-request.past_frames :] * 2 - 1)])[-request.past_frames :]
+                if request.memory_mode != "reference":
+                    recent = self.encode(frames[-request.past_frames :] * 2 - 1)
+                    past = torch.cat([past, recent])[-request.past_frames :]
                 if callback is not None:
                     callback(_progress(clip, num_clips, steps, steps, loop_started, frames_uint8))
         except Cancelled:

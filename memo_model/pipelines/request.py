@@ -12,6 +12,7 @@ from memo_model.errors import InputError
 
 OFFICIAL_GUIDANCE = 3.5  # configs/inference.yaml cfg_scale (one scale for everything)
 CLIP_FRAMES = 16  # frames generated per clip (paper appendix D)
+MEMORY_MODES = ("full", "recent", "reference")  # see GenerationRequest
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,9 @@ class GenerationRequest:
     ``emotion`` sets one emotion for the whole video (``None`` = use what is detected in the audio);
     ``emotion_segments`` are ``(start_s, end_s, label)`` overrides for parts of it. ``resolution`` and
     ``memory_decay`` default to the active model's. ``preview_seconds`` makes a preview: only the first seconds,
-    with ``preview_steps`` denoising steps.
+    with ``preview_steps`` denoising steps. ``memory_mode`` is for the paper's Table 2 ablation: ``"full"`` carries
+    the memory across clips (MEMO), ``"recent"`` keeps only the last past frames (the memory is rewritten every
+    clip, as the original release did), ``"reference"`` looks only at the portrait (past frames = the reference).
     """
 
     image: str | Path
@@ -85,6 +88,7 @@ class GenerationRequest:
     preview_seconds: float | None = None
     preview_steps: int = int(LIMITS["preview_steps"].default)
     max_audio_seconds: float = float(LIMITS["max_audio_seconds"].default)
+    memory_mode: str = "full"
 
     @property
     def is_preview(self) -> bool:
@@ -110,6 +114,8 @@ class GenerationRequest:
         for name in ("steps", "seed", "fps", "past_frames", "preview_steps"):
             if int(getattr(self, name)) != getattr(self, name):
                 found.append(f"{LIMITS[name].label} must be a whole number; got {getattr(self, name)}.")
+        if self.memory_mode not in MEMORY_MODES:
+            found.append(f"memory_mode must be one of {', '.join(MEMORY_MODES)}; got {self.memory_mode!r}.")
         if self.resolution is not None and (self.resolution < 16 or self.resolution % 8):
             found.append(f"Resolution must be a multiple of 8 and at least 16; got {self.resolution}.")
         labels = [self.emotion] if self.emotion is not None else []

@@ -155,3 +155,17 @@ def test_request_round_trips_through_json(media, tmp_path):
     assert restored.to_dict() == original.to_dict()
     with pytest.raises(InputError, match="Unknown setting"):
         GenerationRequest.from_dict({**original.to_dict(), "stepz": 3})
+
+
+def test_memory_modes_differ_after_the_first_clip_only(pipeline, media, tmp_path):
+    """The ablation modes share clip 0 (the portrait is the only past) and diverge from clip 1 on."""
+    frames = {}
+    for mode in ("full", "recent", "reference"):
+        seen = []
+        pipeline(request(media, tmp_path / mode, seconds=1.0, steps=1, memory_mode=mode), callback=seen.append)
+        frames[mode] = collect_frames(seen)
+    assert np.array_equal(frames["full"][:16], frames["recent"][:16])
+    assert np.array_equal(frames["full"][:16], frames["reference"][:16])
+    assert not np.array_equal(frames["full"][16:], frames["reference"][16:])
+    with pytest.raises(InputError, match="memory_mode"):
+        request(media, tmp_path, memory_mode="none").validate()
