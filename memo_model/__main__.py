@@ -179,9 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from memo_model.data.preprocess.cli import add_preprocess_parser
     from memo_model.data.synthetic.cli import add_synth_parser
+    from memo_model.evaluation.cli import add_evaluate_parser
 
     add_synth_parser(commands)
     add_preprocess_parser(commands)
+    add_evaluate_parser(commands)
     return parser
 
 

@@ -19,6 +19,16 @@ TINY_MELS = 8
 TINY_THUMBNAIL = 4  # identity = a 4x4 grey thumbnail of the face crop: 16 values
 
 
+def wake_zero_init(model: torch.nn.Module, std: float = 0.05, seed: int = 0) -> torch.nn.Module:
+    """Give zero-initialised output projections small random weights, so new modules act (as after training)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "proj_out" in name and torch.count_nonzero(parameter) == 0:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * std)
+    return model
+
+
 def tiny_vae() -> AutoencoderKL:
     return AutoencoderKL(
         block_out_channels=(16, 32),
@@ -48,11 +58,7 @@ def write_random_tiny_weights(folder: str | Path, seed: int = 0, wake_new_module
     for name, cls in COMPONENT_CLASSES.items():
         components[name.rsplit("/", 1)[-1]] = cls(**{**preset_config("tiny", name), **overrides.get(name, {})})
     if wake_new_modules:
-        generator = torch.Generator().manual_seed(seed)
-        with torch.no_grad():
-            for param_name, parameter in components["diffusion_net"].named_parameters():
-                if "proj_out" in param_name and torch.count_nonzero(parameter) == 0:
-                    parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.05)
+        wake_zero_init(components["diffusion_net"], seed=seed)
     save_components(components, folder)
     tiny_vae().save_pretrained(folder / "vae", safe_serialization=True)
     manifest = {

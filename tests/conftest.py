@@ -4,16 +4,7 @@ import pytest
 import torch
 
 from memo_model.models.presets import build_components
-
-
-def wake_zero_init(model: torch.nn.Module, std: float = 0.05, seed: int = 0) -> torch.nn.Module:
-    """Give zero-initialised output projections small random weights, so new modules do something."""
-    generator = torch.Generator().manual_seed(seed)
-    for name, parameter in model.named_parameters():
-        if "proj_out" in name and torch.count_nonzero(parameter) == 0:
-            with torch.no_grad():
-                parameter.copy_(torch.randn(parameter.shape, generator=generator) * std)
-    return model
+from memo_model.testing import wake_zero_init  # noqa: F401  (re-exported for the tests)
 
 
 @pytest.fixture
