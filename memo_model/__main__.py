@@ -180,7 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     from memo_model.data.preprocess.cli import add_preprocess_parser
     from memo_model.data.synthetic.cli import add_synth_parser
     from memo_model.evaluation.cli import add_evaluate_parser
+    from memo_model.training.cli_parts import add_train_parts_parser
 
+    add_train_parts_parser(commands)
     add_synth_parser(commands)
     add_preprocess_parser(commands)
     add_evaluate_parser(commands)

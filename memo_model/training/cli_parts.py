@@ -1,0 +1,67 @@
+"""CLI for training MEMO-Tiny's separately trained parts: the VAE and the audio emotion detector head.
+
+The lead's ``memo_model/__main__.py`` registers these with ``add_train_parts_parser(subparsers)``::
+
+    python -m memo_model train-vae --output /tmp/tiny_parts/vae_run --steps 1000 [--resume]
+    python -m memo_model train-emotion --output /tmp/tiny_parts/emotion_run --steps 3000 [--resume]
+
+Each writes its model folder (``OUTPUT/vae`` or ``OUTPUT/classifier``), a checkpoint, ``log.csv`` and
+``report.json``; docs/TRAINING.md records the runs behind the bundled weights.
+"""
+
+import argparse
+
+
+def _train_vae(args: argparse.Namespace) -> int:
+    from memo_model.training.train_vae import train_vae
+
+    train_vae(
+        args.output,
+        steps=args.steps,
+        resume=args.resume,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+        threads=args.threads,
+        max_seconds=args.max_minutes * 60 if args.max_minutes else None,
+    )
+    return 0
+
+
+def _train_emotion(args: argparse.Namespace) -> int:
+    from memo_model.training.train_emotion import train_emotion
+
+    train_emotion(
+        args.output,
+        steps=args.steps,
+        resume=args.resume,
+        per_emotion=args.per_emotion,
+        talks=args.talks,
+        seed=args.seed,
+        threads=args.threads,
+    )
+    return 0
+
+
+def add_train_parts_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``train-vae`` and ``train-emotion``; each sets ``func(args)``."""
+    vae = subparsers.add_parser("train-vae", help="train MEMO-Tiny's 64 px AutoencoderKL on synthetic renders")
+    vae.add_argument("--output", required=True, help="run folder: vae/, checkpoint/, log.csv, report.json")
+    vae.add_argument("--steps", type=int, default=1000)
+    vae.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint")
+    vae.add_argument("--batch-size", type=int, default=8)
+    vae.add_argument("--learning-rate", type=float, default=1e-3, help="peak of the cosine schedule")
+    vae.add_argument("--max-minutes", type=float, default=None, help="stop (after a checkpoint) when spent")
+    vae.add_argument("--seed", type=int, default=0)
+    vae.add_argument("--threads", type=int, default=1, help="torch threads (one more process renders frames)")
+    vae.set_defaults(func=_train_vae)
+
+    emotion = subparsers.add_parser("train-emotion", help="train MEMO-Tiny's audio emotion detector head")
+    emotion.add_argument("--output", required=True, help="run folder: classifier/, checkpoint/, log.csv, report.json")
+    emotion.add_argument("--steps", type=int, default=3000)
+    emotion.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint")
+    emotion.add_argument("--per-emotion", type=int, default=150, help="training windows per emotion")
+    emotion.add_argument("--talks", type=int, default=150, help="6 s multi-emotion talks cut into detector windows")
+    emotion.add_argument("--seed", type=int, default=0)
+    emotion.add_argument("--threads", type=int, default=1)
+    emotion.set_defaults(func=_train_emotion)

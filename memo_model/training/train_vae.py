@@ -1,0 +1,335 @@
+"""Train MEMO-Tiny's VAE: a small diffusers ``AutoencoderKL`` for 64 px synthetic faces (paper §3: latent diffusion).
+
+MEMO denoises in the latent space of SD's VAE (factor 8, 4 channels). MEMO-Tiny works at 64 px, so its VAE keeps
+4 latent channels but downsamples by 4 (three encoder levels): a 64 × 64 frame becomes a 4 × 16 × 16 latent.
+The class is diffusers' ``AutoencoderKL`` unchanged; only its size (``TINY_VAE_CONFIG``) and weights are ours.
+
+Run (writes ``OUTPUT/vae`` = config.json + diffusion_pytorch_model.safetensors, ``OUTPUT/checkpoint``, ``log.csv``,
+``report.json`` and ``reconstructions.png``)::
+
+    python -m memo_model train-vae --output /tmp/tiny_parts/vae_run --steps 1200 --max-minutes 21
+    python -m memo_model train-vae --output /tmp/tiny_parts/vae_run --steps 2700 --resume --learning-rate 1.5e-3
+
+(the shipped run, 23 minutes on a shared CPU core: 23.8 dB held-out PSNR; docs/TRAINING.md has the details).
+
+Data: every frame is rendered on the fly (one DataLoader worker renders while the main process trains) from a
+random training identity (seed < ``HELD_OUT_SEED_START``) in a random expression / mouth / blink / pose state —
+an endless stream, so there is nothing to overfit. Evaluation renders held-out identities only.
+
+Loss: L1 on pixels in [-1, 1] plus a small gradient-difference term (keeps edges of eyes and lips sharp) plus
+``KL_WEIGHT`` × KL(posterior ‖ N(0, I)), small so reconstructions are sharp but the latent stays bounded and smooth
+enough to diffuse in. After training, ``scaling_factor`` is set to 1 / std of posterior samples on training frames
+(the diffusers convention; SD's 0.18215 was found the same way), so scaled latents have unit variance.
+"""
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKL
+from PIL import Image
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader, IterableDataset
+
+from memo_model.data.synthetic.analyzer_training import random_state
+from memo_model.data.synthetic.identity import HELD_OUT_SEED_START, sample_identity
+from memo_model.data.synthetic.renderer import FaceRenderer
+
+IMAGE_SIZE = 64  # MEMO-Tiny's resolution
+TINY_VAE_CONFIG = {
+    "in_channels": 3,
+    "out_channels": 3,
+    "down_block_types": ("DownEncoderBlock2D",) * 3,  # three levels, two downsamples: latent factor 4
+    "up_block_types": ("UpDecoderBlock2D",) * 3,
+    # 64 channels only at the 16 px level: wider full-resolution levels cost 2x the training time on one core
+    # for little PSNR, and the decoder must stay fast (16 frames well under 1 s on one CPU core).
+    "block_out_channels": (32, 32, 64),
+    "layers_per_block": 1,
+    "latent_channels": 4,  # as SD, so the diffusion net's conv_in has the official shape
+    "norm_num_groups": 16,
+    "sample_size": IMAGE_SIZE,
+}
+LATENT_FACTOR = 2 ** (len(TINY_VAE_CONFIG["block_out_channels"]) - 1)
+
+# A fresh encoder's posterior has std ~1 around means ~0.1: the decoder first sees mostly noise and learns slowly.
+# Starting the log-variance at -6 (std 0.05) gives it informative latents from the first step; the KL term lets
+# the variance grow back wherever that costs no reconstruction.
+INITIAL_LOGVAR = -6.0
+KL_WEIGHT = 1e-6  # small: sharp reconstructions, yet the posterior stays near N(0, I) in scale
+GRADIENT_WEIGHT = 0.5  # image-gradient L1: penalises blurred edges more than plain L1 does
+WARMUP_STEPS = 100
+FINAL_LR_SHARE = 0.05  # cosine decay ends at 5 % of the peak learning rate
+SCALE_FRAMES = 512  # training frames used to measure the latent std for scaling_factor
+CHECKPOINT_DIR = "checkpoint"
+MODEL_FILE = "model.safetensors"
+OPTIMIZER_FILE = "optimizer.safetensors"
+LOG_COLUMNS = ("step", "loss", "l1", "gradient", "kl", "lr", "seconds")
+
+
+# --- data: random frames of random people ----------------------------------------------------------------------
+
+
+def to_pixels(frames: np.ndarray) -> torch.Tensor:
+    """uint8 frames (n, h, w, 3) -> float pixels (n, 3, h, w) in [-1, 1]."""
+    return torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def to_uint8(pixels: torch.Tensor) -> np.ndarray:
+    """Pixels (n, 3, h, w) in [-1, 1] -> uint8 frames (n, h, w, 3)."""
+    return ((pixels.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+
+
+def render_frames(identity_seeds: np.ndarray, rng: np.random.Generator, size: int = IMAGE_SIZE) -> np.ndarray:
+    """One frame per identity seed, each in a random talking state: (n, size, size, 3) uint8."""
+    return np.stack([FaceRenderer(sample_identity(int(seed)), size)(random_state(rng)) for seed in identity_seeds])
+
+
+class RenderedFaces(IterableDataset):
+    """Endless batches of training frames, pixels (batch, 3, 64, 64) in [-1, 1]."""
+
+    def __init__(self, batch_size: int, seed: int, first_step: int):
+        self.batch_size = batch_size
+        self.seed = seed
+        self.first_step = first_step  # a resumed run continues with new frames instead of repeating old ones
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.first_step])
+        while True:
+            yield to_pixels(render_frames(rng.integers(0, HELD_OUT_SEED_START, self.batch_size), rng))
+
+
+# --- losses and metrics (pure) ---------------------------------------------------------------------------------
+
+
+def image_gradient_l1(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean L1 between horizontal and vertical finite differences of two (n, c, h, w) images."""
+    dx = (prediction.diff(dim=-1) - target.diff(dim=-1)).abs().mean()
+    dy = (prediction.diff(dim=-2) - target.diff(dim=-2)).abs().mean()
+    return dx + dy
+
+
+def vae_losses(vae: AutoencoderKL, pixels: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Reconstruction of a posterior sample (as the diffusion net's targets are), and the KL per latent value."""
+    posterior = vae.encode(pixels).latent_dist
+    reconstruction = vae.decode(posterior.sample(generator)).sample
+    return {
+        "l1": (reconstruction - pixels).abs().mean(),
+        "gradient": image_gradient_l1(reconstruction, pixels),
+        "kl": posterior.kl().mean() / posterior.mean[0].numel(),
+    }
+
+
+def total_loss(losses: dict[str, torch.Tensor]) -> torch.Tensor:
+    return losses["l1"] + GRADIENT_WEIGHT * losses["gradient"] + KL_WEIGHT * losses["kl"]
+
+
+def learning_rate_share(step: int, steps: int) -> float:
+    """Linear warm-up, then cosine decay to FINAL_LR_SHARE at ``steps``."""
+    warmup = min(1.0, (step + 1) / WARMUP_STEPS)
+    progress = min(step, steps) / max(steps, 1)
+    return warmup * (FINAL_LR_SHARE + (1 - FINAL_LR_SHARE) * 0.5 * (1 + np.cos(np.pi * progress)))
+
+
+def psnr(prediction: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Per-image PSNR in dB of uint8 images (n, h, w, 3)."""
+    error = ((prediction.astype(np.float64) - target.astype(np.float64)) ** 2).reshape(len(target), -1).mean(axis=1)
+    return 10 * np.log10(255.0**2 / np.maximum(error, 1e-10))
+
+
+@torch.no_grad()
+def reconstruct(vae: AutoencoderKL, frames: np.ndarray) -> np.ndarray:
+    """uint8 frames (n, h, w, 3) -> reconstructions from the posterior mean, uint8 (n, h, w, 3)."""
+    return to_uint8(vae.decode(vae.encode(to_pixels(frames)).latent_dist.mean).sample)
+
+
+@torch.no_grad()
+def latent_std(vae: AutoencoderKL, pixels: torch.Tensor, generator: torch.Generator) -> tuple[float, float]:
+    """Mean and std of posterior samples over all latent values of ``pixels`` (n, 3, h, w)."""
+    latents = torch.cat([vae.encode(chunk).latent_dist.sample(generator) for chunk in pixels.split(64)])
+    return latents.mean().item(), latents.std().item()
+
+
+def held_out_frames(num_frames: int, seed: int) -> np.ndarray:
+    """Frames of ``num_frames`` different held-out people, (n, 64, 64, 3) uint8."""
+    rng = np.random.default_rng([seed, 0x5EE])
+    return render_frames(HELD_OUT_SEED_START + rng.permutation(100_000)[:num_frames], rng)
+
+
+def evaluate_vae(vae: AutoencoderKL, num_frames: int = 256, seed: int = 1) -> dict[str, float]:
+    """Held-out PSNR (dB): mean, and the 5th percentile (the worst faces)."""
+    vae.eval()
+    frames = held_out_frames(num_frames, seed)
+    scores = psnr(reconstruct(vae, frames), frames)
+    return {"psnr": float(scores.mean()), "psnr_p5": float(np.percentile(scores, 5)), "frames": num_frames}
+
+
+def reconstruction_grid(frames: np.ndarray, reconstructions: np.ndarray, columns: int = 8) -> np.ndarray:
+    """Rows alternate originals / reconstructions; a 2-px white gap between cells. Returns (H, W, 3) uint8."""
+    gap = 2
+    n, size = len(frames), frames.shape[1]
+    rows = -(-n // columns)
+    grid = np.full((2 * rows * (size + gap) + gap, columns * (size + gap) + gap, 3), 255, np.uint8)
+    for i in range(n):
+        r, c = divmod(i, columns)
+        for k, image in enumerate((frames[i], reconstructions[i])):
+            y, x = gap + (2 * r + k) * (size + gap), gap + c * (size + gap)
+            grid[y : y + size, x : x + size] = image
+    return grid
+
+
+@torch.no_grad()
+def decode_seconds(vae: AutoencoderKL, num_frames: int = 16, repeats: int = 5) -> float:
+    """Best-of-``repeats`` wall time to decode ``num_frames`` latents at IMAGE_SIZE with the current torch threads."""
+    side = IMAGE_SIZE // LATENT_FACTOR
+    latents = torch.randn(num_frames, vae.config.latent_channels, side, side)
+    vae.decode(latents)  # warm-up: first calls allocate
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        vae.decode(latents)
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+# --- checkpoints: safetensors for weights and Adam moments ------------------------------------------------------
+
+
+def save_checkpoint(folder: Path, vae: AutoencoderKL, optimizer: torch.optim.Optimizer, step: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in vae.state_dict().items()}, folder / MODEL_FILE)
+    moments = {
+        f"{index}.{name}": value
+        for index, state in optimizer.state_dict()["state"].items()
+        for name, value in state.items()
+    }
+    save_file(moments, folder / OPTIMIZER_FILE, metadata={"step": str(step)})
+
+
+def load_checkpoint(folder: Path, vae: AutoencoderKL, optimizer: torch.optim.Optimizer) -> int:
+    """Restore weights and Adam moments in place; returns the step the checkpoint was written at."""
+    vae.load_state_dict(load_file(folder / MODEL_FILE))
+    from safetensors import safe_open
+
+    with safe_open(folder / OPTIMIZER_FILE, "pt") as f:
+        step = int(f.metadata()["step"])
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in load_file(folder / OPTIMIZER_FILE).items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    saved = optimizer.state_dict()
+    optimizer.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
+    return step
+
+
+# --- the training run -----------------------------------------------------------------------------------------
+
+
+def train_vae(
+    output_dir: str | Path,
+    steps: int = 1000,
+    resume: bool = False,
+    batch_size: int = 8,
+    learning_rate: float = 1e-3,
+    checkpoint_every: int = 250,
+    log_every: int = 25,
+    seed: int = 0,
+    threads: int = 1,
+    num_workers: int = 1,
+    eval_frames: int = 256,
+    scale_frames: int = SCALE_FRAMES,
+    max_seconds: float | None = None,
+) -> dict:
+    """Train (or continue) the tiny VAE; writes ``output_dir/vae`` (``save_pretrained``) and returns the report.
+
+    ``max_seconds`` stops early (after a checkpoint) when the wall-time budget is spent.
+    """
+    output = Path(output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+    started = time.time()
+
+    # 1. Model, optimiser, and the state of a previous run
+    vae = AutoencoderKL(**TINY_VAE_CONFIG)
+    with torch.no_grad():  # conv_out gives (mean, logvar) stacked on channels
+        vae.encoder.conv_out.bias[vae.config.latent_channels :] = INITIAL_LOGVAR
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=learning_rate, weight_decay=0.0)
+    checkpoint = output / CHECKPOINT_DIR
+    first_step = 0
+    if resume:
+        if not (checkpoint / MODEL_FILE).is_file():
+            raise FileNotFoundError(f"No checkpoint in {checkpoint} to resume from — run once without --resume.")
+        first_step = load_checkpoint(checkpoint, vae, optimizer)
+        print(f"resumed from step {first_step}")
+
+    # 2. Data: one worker renders the next batches while this process trains
+    stream = RenderedFaces(batch_size, seed, first_step)
+    loader = DataLoader(stream, batch_size=None, num_workers=num_workers, prefetch_factor=4 if num_workers else None)
+    generator = torch.Generator().manual_seed(seed + first_step)
+
+    # 3. Training loop
+    log_path = output / "log.csv"
+    new_log = not (resume and log_path.is_file())
+    with open(log_path, "w" if new_log else "a", newline="") as log_file:
+        log = csv.writer(log_file)
+        if new_log:
+            log.writerow(LOG_COLUMNS)
+        vae.train()
+        step = first_step
+        running = dict.fromkeys(("loss", "l1", "gradient", "kl"), 0.0)
+        for pixels in loader:
+            if step >= steps:
+                break
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate * learning_rate_share(step, steps)
+            losses = vae_losses(vae, pixels, generator)
+            loss = total_loss(losses)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+            optimizer.step()
+            step += 1
+
+            running["loss"] += loss.item() / log_every
+            for name, value in losses.items():
+                running[name] += value.item() / log_every
+            if step % log_every == 0:
+                row = [step, *(round(running[k], 6) for k in LOG_COLUMNS[1:5])]
+                row += [f"{optimizer.param_groups[0]['lr']:.2e}", round(time.time() - started, 1)]
+                log.writerow(row)
+                log_file.flush()
+                print(dict(zip(LOG_COLUMNS, row, strict=True)), flush=True)
+                running = dict.fromkeys(running, 0.0)
+            out_of_time = max_seconds is not None and time.time() - started > max_seconds
+            if step % checkpoint_every == 0 or step == steps or out_of_time:
+                save_checkpoint(checkpoint, vae, optimizer, step)
+            if out_of_time:
+                print(f"stopping at step {step}: {max_seconds:.0f} s budget spent")
+                break
+
+    # 4. scaling_factor = 1 / std of training latents (diffusers convention), evaluation, outputs
+    vae.eval()
+    rng = np.random.default_rng([seed, 0x5CA1E])
+    train_pixels = to_pixels(render_frames(rng.integers(0, HELD_OUT_SEED_START, scale_frames), rng))
+    mean, std = latent_std(vae, train_pixels, torch.Generator().manual_seed(seed))
+    vae.register_to_config(scaling_factor=1.0 / std)
+    vae.save_pretrained(output / "vae")
+
+    report = {
+        "steps": step,
+        "train_seconds": round(time.time() - started, 1),
+        "latent_mean": mean,
+        "latent_std": std,
+        "scaling_factor": 1.0 / std,
+        "held_out": evaluate_vae(vae, eval_frames),
+        "decode_16_frames_seconds": decode_seconds(vae),
+        "decode_threads": torch.get_num_threads(),
+    }
+    frames = held_out_frames(16, seed=2)
+    Image.fromarray(reconstruction_grid(frames, reconstruct(vae, frames))).save(output / "reconstructions.png")
+    (output / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    return report
