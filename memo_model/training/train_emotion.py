@@ -37,8 +37,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 
 from memo_model.audio.emotion import (
     CLIP_LENGTH,
@@ -58,6 +56,7 @@ from memo_model.data.synthetic.identity import HELD_OUT_SEED_START
 from memo_model.data.synthetic.sample import make_sample, plan_segments
 from memo_model.data.synthetic.speech import FPS, SAMPLE_RATE, sample_voice, synthesize_speech
 from memo_model.models.emotion_classifier import AudioEmotionClassifier
+from memo_model.training.checkpoints import MODEL_FILE, load_checkpoint, save_checkpoint
 
 TINY_CLASSIFIER_CONFIG = {
     "num_classifier_layers": 5,  # paper appendix E.2: a 5-layer MLP head
@@ -70,8 +69,6 @@ TALK_SECONDS = 6  # length of one multi-emotion "talk": 6 detector windows
 EDGE_WINDOW_SHARE = 0.25  # share of 2 s windows, as the first and last window of every clip
 STD_FLOOR = 1e-3  # a constant feature (e.g. an empty top band) must not blow up the standardisation
 CHECKPOINT_DIR = "checkpoint"
-MODEL_FILE = "model.safetensors"
-OPTIMIZER_FILE = "optimizer.safetensors"
 FEATURES_FILE = "features.npz"
 LOG_COLUMNS = ("step", "loss", "train_accuracy", "lr", "seconds")
 
@@ -212,27 +209,6 @@ def evaluate_end_to_end(
 
 
 # --- checkpoints --------------------------------------------------------------------------------------------------
-
-
-def save_checkpoint(
-    folder: Path, classifier: AudioEmotionClassifier, optimizer: torch.optim.Optimizer, step: int
-) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in classifier.state_dict().items()}, folder / MODEL_FILE)
-    moments = {f"{i}.{name}": v for i, state in optimizer.state_dict()["state"].items() for name, v in state.items()}
-    save_file(moments, folder / OPTIMIZER_FILE, metadata={"step": str(step)})
-
-
-def load_checkpoint(folder: Path, classifier: AudioEmotionClassifier, optimizer: torch.optim.Optimizer) -> int:
-    classifier.load_state_dict(load_file(folder / MODEL_FILE))
-    with safe_open(folder / OPTIMIZER_FILE, "pt") as f:
-        step = int(f.metadata()["step"])
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in load_file(folder / OPTIMIZER_FILE).items():
-        index, name = key.split(".", 1)
-        state.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})
-    return step
 
 
 # --- the training run -----------------------------------------------------------------------------------------

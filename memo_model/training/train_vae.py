@@ -31,12 +31,12 @@ import numpy as np
 import torch
 from diffusers import AutoencoderKL
 from PIL import Image
-from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, IterableDataset
 
 from memo_model.data.synthetic.analyzer_training import random_state
 from memo_model.data.synthetic.identity import HELD_OUT_SEED_START, sample_identity
 from memo_model.data.synthetic.renderer import FaceRenderer
+from memo_model.training.checkpoints import MODEL_FILE, load_checkpoint, save_checkpoint
 
 IMAGE_SIZE = 64  # MEMO-Tiny's resolution
 TINY_VAE_CONFIG = {
@@ -64,8 +64,6 @@ WARMUP_STEPS = 100
 FINAL_LR_SHARE = 0.05  # cosine decay ends at 5 % of the peak learning rate
 SCALE_FRAMES = 512  # training frames used to measure the latent std for scaling_factor
 CHECKPOINT_DIR = "checkpoint"
-MODEL_FILE = "model.safetensors"
-OPTIMIZER_FILE = "optimizer.safetensors"
 LOG_COLUMNS = ("step", "loss", "l1", "gradient", "kl", "lr", "seconds")
 
 
@@ -195,33 +193,6 @@ def decode_seconds(vae: AutoencoderKL, num_frames: int = 16, repeats: int = 5) -
 
 
 # --- checkpoints: safetensors for weights and Adam moments ------------------------------------------------------
-
-
-def save_checkpoint(folder: Path, vae: AutoencoderKL, optimizer: torch.optim.Optimizer, step: int) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in vae.state_dict().items()}, folder / MODEL_FILE)
-    moments = {
-        f"{index}.{name}": value
-        for index, state in optimizer.state_dict()["state"].items()
-        for name, value in state.items()
-    }
-    save_file(moments, folder / OPTIMIZER_FILE, metadata={"step": str(step)})
-
-
-def load_checkpoint(folder: Path, vae: AutoencoderKL, optimizer: torch.optim.Optimizer) -> int:
-    """Restore weights and Adam moments in place; returns the step the checkpoint was written at."""
-    vae.load_state_dict(load_file(folder / MODEL_FILE))
-    from safetensors import safe_open
-
-    with safe_open(folder / OPTIMIZER_FILE, "pt") as f:
-        step = int(f.metadata()["step"])
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in load_file(folder / OPTIMIZER_FILE).items():
-        index, name = key.split(".", 1)
-        state.setdefault(int(index), {})[name] = value
-    saved = optimizer.state_dict()
-    optimizer.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
-    return step
 
 
 # --- the training run -----------------------------------------------------------------------------------------
