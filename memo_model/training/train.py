@@ -1,7 +1,8 @@
 """Train MEMO (paper §4.3, appendix D) on accelerate: one flat loop, stages as data, resumable.
 
     python -m memo_model train --config configs/memo_tiny_stage1.yaml [--resume]
-    accelerate launch --num_processes 2 --cpu -m memo_model train --config ...      # distributed (gloo on CPU)
+    ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2 -m memo_model train --config ...
+                                                                                 # 2 CPU processes (gloo)
     accelerate launch --config_file configs/accelerate/multi_gpu.yaml -m memo_model train --config ...
 
 One step (checkpoint_spec.md §4 where the paper is silent):
@@ -155,7 +156,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     if config.gradient_checkpointing:
         components["reference_net"].enable_gradient_checkpointing()
         components["diffusion_net"].enable_gradient_checkpointing()
-    module = torch.nn.ModuleDict(components)
+    module = TrainingModule(components)
     ema = EMAModel(trainable, decay=config.ema_decay) if config.ema_decay else None
 
     # 2. Data
@@ -196,10 +197,12 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     if accelerator.is_main_process:
         output.mkdir(parents=True, exist_ok=True)
         (output / "train_config.json").write_text(json.dumps(to_dict(config), indent=2))
+        run = {"num_processes": accelerator.num_processes, "device": str(accelerator.device), "resumed_at": step}
+        (output / "run_info.json").write_text(json.dumps(run, indent=2))
     log_path = output / "log.csv"
     generator = torch.Generator().manual_seed(config.seed * 1009 + step * 7 + accelerator.process_index)
     choices = random.Random(config.seed + step + accelerator.process_index)
-    nets = accelerator.unwrap_model(module)
+    nets = accelerator.unwrap_model(module).nets
 
     # 5. Training loop
     started = time.perf_counter()
@@ -211,9 +214,9 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
                 break
             with accelerator.accumulate(module):
                 threshold = config.spike_threshold if step >= config.spike_filter_start else None
-                loss, per_sample, dropped = training_step(
-                    nets, vae, batch, config, stage.uses_audio, choices.choice(config.data.past_frames), generator,
-                    threshold,
+                # Through the prepared module, so that distributed runs synchronise gradients.
+                loss, per_sample, dropped = module(
+                    batch, vae, config, stage.uses_audio, choices.choice(config.data.past_frames), generator, threshold
                 )
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
@@ -241,6 +244,17 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         save_weights(dict(nets.items()), config.model.vae, config.model.manifest, weights)
     accelerator.end_training()
     return weights
+
+
+class TrainingModule(torch.nn.Module):
+    """The trained components as one module whose forward is a training step (what accelerate/DDP wrap)."""
+
+    def __init__(self, components: dict[str, torch.nn.Module]):
+        super().__init__()
+        self.nets = torch.nn.ModuleDict(components)
+
+    def forward(self, batch, vae, config, uses_audio, num_past, generator, threshold):
+        return training_step(self.nets, vae, batch, config, uses_audio, num_past, generator, threshold)
 
 
 def training_step(nets, vae, batch, config: TrainConfig, uses_audio: bool, num_past: int, generator, threshold):

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from memo_model.models.presets import COMPONENT_CLASSES, build_component, preset_config
+from memo_model.models.presets import COMPONENT_CLASSES, build_component
 
 MANIFEST = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "memo_official_state_dicts.json"
 
@@ -43,4 +43,3 @@ def test_official_defaults_equal_published_config(manifest, component):
             mine = ours[key]
             mine = list(mine) if isinstance(mine, tuple) else mine
             assert mine == value, key
-    assert preset_config("official", component) is not preset_config("official", component)  # callers get copies
