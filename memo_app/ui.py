@@ -247,24 +247,8 @@ def build_demo(service: StudioService) -> gr.Blocks:
         settings_in.upload(
             service.load_settings,
             settings_in,
-            [
-                image,
-                audio,
-                table,
-                global_emotion,
-                emotion_strength,
-                reference_guidance,
-                audio_guidance,
-                steps,
-                seed,
-                random_seed,
-                fps,
-                past_frames,
-                memory_decay,
-                model_decay,
-                crop_scale,
-                status,
-            ],
+            # the run's inputs except the resolution (the active model decides it), then the status line
+            [widget for widget in run_inputs if widget is not resolution] + [status],
             api_name="load_settings",
         )
         load_model.click(
