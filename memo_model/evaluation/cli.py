@@ -35,6 +35,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         seed=args.seed,
         parts=args.parts,
         weights=args.weights,
+        device=args.device,
+        workers=args.workers,
     ).validate()
     pipeline = load_pipeline(args.weights, device=args.device)
     result = evaluate(pipeline, config)
@@ -68,5 +70,11 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
         "--parts", type=_parts, default=PARTS, help=f"comma-separated subset of {','.join(PARTS)} (default: all)"
     )
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=defaults.workers,
+        help="videos generated at once, one process each with (CPU cores / workers) torch threads (default: 1)",
+    )
     parser.set_defaults(func=_evaluate)
     return parser

@@ -71,7 +71,11 @@ class EvaluationConfig:
     # The synthetic renders are already face-centred squares and training resized whole frames
     # (data/dataset.py), so the portrait must not be re-cropped around the face here.
     crop_to_face: bool = False
-    weights: str | None = None  # only recorded, for the reproduce command
+    weights: str | None = None  # recorded for the reproduce command; worker processes load it
+    device: str | None = None  # worker processes load the model here (None: the best available)
+    # Videos generated at once, each in its own process with cpu_count // workers torch threads. Small models on
+    # CPU use cores better this way than with threads; the results are the same as with one worker (same seeds).
+    workers: int = 1
 
     def validate(self) -> "EvaluationConfig":
         problems = []
@@ -80,6 +84,8 @@ class EvaluationConfig:
             problems.append(f"Unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}.")
         if not self.parts:
             problems.append(f"Choose at least one part of {', '.join(PARTS)}.")
+        if self.workers < 1:
+            problems.append(f"--workers must be at least 1; got {self.workers}.")
         if self.samples < 1:
             problems.append(f"--samples must be at least 1; got {self.samples}.")
         if self.seconds * FPS < 8:
@@ -108,6 +114,8 @@ def reproduce_command(config: EvaluationConfig) -> str:
     words += ["--samples", str(config.samples), "--seconds", f"{config.seconds:g}", "--steps", str(config.steps)]
     words += ["--long-seconds", f"{config.long_seconds:g}", "--window-seconds", f"{config.window_seconds:g}"]
     words += ["--seed", str(config.seed), "--parts", ",".join(config.parts), "--output", str(config.output)]
+    if config.workers > 1:
+        words += ["--workers", str(config.workers)]
     return shlex.join(words)
 
 
@@ -277,8 +285,8 @@ def evaluate(pipeline, config: EvaluationConfig, log: Callable[[str], None] = pr
     parts = set(config.parts)
     timings: dict[str, float] = {}
 
-    def generate(row: dict, name: str, **changes) -> tuple[np.ndarray, GenerationResult]:
-        request = GenerationRequest(
+    def request(row: dict, name: str, **changes) -> GenerationRequest:
+        return GenerationRequest(
             image=row["reference"],
             audio=row["audio"],
             output=videos / f"{name}.mp4",
@@ -288,14 +296,6 @@ def evaluate(pipeline, config: EvaluationConfig, log: Callable[[str], None] = pr
             max_audio_seconds=max(600.0, config.long_seconds + config.window_seconds + 1),
             **changes,
         )
-        # The pipeline never overwrites a video (it numbers a new one); a rerun into this folder replaces its own.
-        for stale in (request.output, Path(request.output).with_suffix(".json")):
-            Path(stale).unlink(missing_ok=True)
-        tick = time.perf_counter()
-        result = pipeline(request)
-        timings[name] = round(time.perf_counter() - tick, 3)
-        log(f"  {name}: {result.num_frames} frames in {timings[name]:.1f} s")
-        return read_video(result.video_path), result
 
     # 2. Held-out data and the analyzer
     analyzer = load_analyzer()
@@ -313,17 +313,39 @@ def evaluate(pipeline, config: EvaluationConfig, log: Callable[[str], None] = pr
         "samples": [],
     }
 
-    # 3. Short takes: lip-sync, expression (detected, override, wrong override), Fréchet distance
+    # 3. Every video the chosen parts need, planned first so that they can be generated in parallel
+    short_parts = parts & {"lipsync", "expression", "frechet"}
+    long_modes = [m for m in ABLATION_ORDER if "ablation" in parts] or (["full"] if "identity" in parts else [])
+    requests: dict[str, GenerationRequest] = {}
+    truths: dict[str, list[dict]] = {}
+    for row in rows if short_parts else []:
+        truth = json.loads(Path(row["labels"]).read_text())["segments"]
+        truths[row["id"]] = truth
+        requests[f"{row['id']}_detected"] = request(row, f"{row['id']}_detected")
+        if "expression" in parts:
+            requests[f"{row['id']}_override"] = request(
+                row, f"{row['id']}_override", emotion_segments=request_segments(truth)
+            )
+            requests[f"{row['id']}_wrong"] = request(
+                row, f"{row['id']}_wrong", emotion_segments=request_segments(wrong_segments(truth))
+            )
+    take = None
+    if long_modes:
+        take = long_take(output / "data", rows[0], config.long_seconds + config.window_seconds, config.seed)
+        log(f"long video: {config.long_seconds + config.window_seconds:g} s of identity {rows[0]['identity_seed']}")
+        for mode in long_modes:
+            requests[f"{take['id']}_{mode}"] = request(take, f"{take['id']}_{mode}", memory_mode=mode)
+    generated = generate_all(pipeline, requests, config, timings, log)
+
+    # 4. Short takes: lip-sync, expression (detected, override, wrong override), Fréchet distance
     lip_scores, generated_sets, real_sets = [], [], []
     expression = {"detected": [], "detector": [], "override": [], "wrong_vs_requested": [], "wrong_vs_truth": []}
-    short_parts = parts & {"lipsync", "expression", "frechet"}
     for row in rows if short_parts else []:
         labels = json.loads(Path(row["labels"]).read_text())
-        truth = labels["segments"]
+        truth = truths[row["id"]]
         reference_frame = np.asarray(Image.open(row["reference"]).convert("RGB"))
         entry: dict = {"id": row["id"], "identity_seed": row["identity_seed"], "num_frames": row["num_frames"]}
-        log(f"{row['id']} (identity {row['identity_seed']}):")
-        frames, generated = generate(row, f"{row['id']}_detected")
+        frames, detected_run = generated[f"{row['id']}_detected"]
         readings = read_frames(frames, analyzer, resolution)
         entry["lipsync"] = lip_sync_of(readings, labels["mouth_open"])
         lip_scores.append(entry["lipsync"])
@@ -335,7 +357,7 @@ def evaluate(pipeline, config: EvaluationConfig, log: Callable[[str], None] = pr
             ).mean()
         )
         if "expression" in parts:
-            detected = clip_segments(generated.clip_emotions.detected, len(frames))
+            detected = clip_segments(detected_run.clip_emotions.detected, len(frames))
             if detected is None:
                 entry["expression_detected"] = notes.null(
                     "samples.expression_detected", "the model has no emotion detector"
@@ -347,12 +369,10 @@ def evaluate(pipeline, config: EvaluationConfig, log: Callable[[str], None] = pr
                 )
                 expression["detected"].append(entry["expression_detected"])
                 expression["detector"].append(entry["detector_accuracy"])
-            override, _ = generate(row, f"{row['id']}_override", emotion_segments=request_segments(truth))
-            override = read_frames(override, analyzer, resolution)
+            override = read_frames(generated[f"{row['id']}_override"][0], analyzer, resolution)
             entry["expression_override"] = expression_of(override, truth)
             wrong = wrong_segments(truth)
-            control, _ = generate(row, f"{row['id']}_wrong", emotion_segments=request_segments(wrong))
-            control = read_frames(control, analyzer, resolution)
+            control = read_frames(generated[f"{row['id']}_wrong"][0], analyzer, resolution)
             entry["expression_wrong_vs_requested"] = expression_of(control, wrong)
             entry["expression_wrong_vs_truth"] = expression_of(control, truth)
             expression["override"].append(entry["expression_override"])
@@ -395,16 +415,13 @@ def evaluate(pipeline, config: EvaluationConfig, log: Callable[[str], None] = pr
             "real": "the held-out takes' own renders at the model's resolution",
         }
 
-    # 4. One long video per memory mode: identity over time (full memory) and the Table 2 ablation
-    long_modes = [m for m in ABLATION_ORDER if "ablation" in parts] or (["full"] if "identity" in parts else [])
+    # 5. One long video per memory mode: identity over time (full memory) and the Table 2 ablation
     ablation: dict[str, dict] = {}
-    if long_modes:
-        take = long_take(output / "data", rows[0], config.long_seconds + config.window_seconds, config.seed)
+    if take is not None:
         reference_frame = np.asarray(Image.open(take["reference"]).convert("RGB"))
         reference_embedding = read_frames(reference_frame[None], analyzer, resolution)["identity"][0]
-        log(f"long video: {config.long_seconds + config.window_seconds:g} s of identity {rows[0]['identity_seed']}")
         for mode in long_modes:
-            frames, _ = generate(take, f"{take['id']}_{mode}", memory_mode=mode)
+            frames, _ = generated[f"{take['id']}_{mode}"]
             readings = read_frames(frames, analyzer, resolution)
             similarity = identity_similarity(readings["identity"], reference_embedding)
             over_time = identity_over_time(similarity, FPS, config.window_seconds, config.long_seconds)
@@ -440,3 +457,70 @@ def evaluate(pipeline, config: EvaluationConfig, log: Callable[[str], None] = pr
     result["null_reasons"] = notes.reasons
     result["timings_seconds"] = {**timings, "total": round(time.perf_counter() - started, 3)}
     return result
+
+
+# --- generating the videos -------------------------------------------------------------------------------------
+
+
+def generate_all(
+    pipeline, requests: dict[str, GenerationRequest], config: EvaluationConfig, timings: dict, log: Callable
+) -> dict[str, tuple[np.ndarray, GenerationResult]]:
+    """name -> (frames, result) for every request; ``config.workers`` processes when more than one.
+
+    The pipeline never overwrites a video (it numbers a new one), so a rerun into the same folder first removes
+    its own earlier outputs.
+    """
+    for item in requests.values():
+        for stale in (item.output, Path(item.output).with_suffix(".json")):
+            Path(stale).unlink(missing_ok=True)
+    results: dict[str, GenerationResult] = {}
+    if config.workers == 1 or len(requests) == 1:
+        for name, item in requests.items():
+            results[name] = _timed(pipeline, item)
+            timings[name] = results[name].timings["wall"]
+            log(f"  {name}: {results[name].num_frames} frames in {timings[name]:.1f} s")
+    else:
+        import multiprocessing
+        import os
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        threads = max(1, (os.cpu_count() or 1) // config.workers)
+        longest_first = sorted(requests, key=lambda name: -_audio_seconds(requests[name].audio))
+        context = multiprocessing.get_context("spawn")  # torch's thread pools do not survive fork
+        initargs = (config.weights, config.device, threads)
+        with ProcessPoolExecutor(config.workers, context, initializer=_start_worker, initargs=initargs) as pool:
+            futures = {pool.submit(_generate_in_worker, requests[name]): name for name in longest_first}
+            for future in as_completed(futures):
+                name = futures[future]
+                results[name] = future.result()
+                timings[name] = results[name].timings["wall"]
+                log(f"  {name}: {results[name].num_frames} frames in {timings[name]:.1f} s")
+    return {name: (read_video(results[name].video_path), results[name]) for name in requests}
+
+
+def _timed(pipeline, request: GenerationRequest) -> GenerationResult:
+    tick = time.perf_counter()
+    result = pipeline(request)
+    result.timings["wall"] = round(time.perf_counter() - tick, 3)
+    return result
+
+
+def _audio_seconds(path) -> float:
+    return sf.info(str(path)).duration
+
+
+_WORKER_PIPELINE = None
+
+
+def _start_worker(weights: str | None, device: str | None, threads: int) -> None:
+    import torch
+
+    from memo_model.loading import load_pipeline
+
+    global _WORKER_PIPELINE
+    torch.set_num_threads(threads)
+    _WORKER_PIPELINE = load_pipeline(weights, device=device)
+
+
+def _generate_in_worker(request: GenerationRequest) -> GenerationResult:
+    return _timed(_WORKER_PIPELINE, request)

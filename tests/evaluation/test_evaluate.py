@@ -149,3 +149,32 @@ def test_cli_parses_the_documented_options():
     assert parser.parse_args(["evaluate", "--output", "x"]).parts == PARTS
     with pytest.raises(SystemExit):
         parser.parse_args(["evaluate", "--parts", "lipsync,fid", "--output", "x"])
+
+
+def test_worker_processes_give_the_same_videos_as_one_process(tmp_path):
+    """--workers N generates in spawned processes that load the weights themselves; same seeds, same numbers."""
+    torch.set_num_threads(1)
+    weights = write_random_tiny_weights(tmp_path / "weights")
+    pipeline = load_pipeline(weights, device="cpu")
+    results = {}
+    for workers in (1, 2):
+        config = EvaluationConfig(
+            output=tmp_path / f"run{workers}",
+            samples=1,
+            seconds=1.0,
+            steps=1,
+            seed=5,
+            weights=str(weights),
+            device="cpu",
+            workers=workers,
+            parts=("lipsync", "expression"),
+        )
+        results[workers] = evaluate(pipeline, config, log=lambda _: None)
+    one, two = results[1]["samples"][0], results[2]["samples"][0]
+    for key in ("lipsync", "expression_override", "expression_wrong_vs_requested", "reference_identity"):
+        assert one[key] == pytest.approx(two[key], abs=1e-6), key
+    name = one["id"]
+    assert set(results[2]["timings_seconds"]) == {f"{name}_{run}" for run in ("detected", "override", "wrong")} | {
+        "total"
+    }
+    assert "--workers 2" in results[2]["command"]
