@@ -134,8 +134,9 @@ class MemoryLinearAttention(nn.Module):
         key = self._heads(self.to_k(past)).softmax(dim=-2)  # ϕ(k) over frames: (b, n, hd, p, d)
         value = self._heads(self.to_v(past))
         weight = decay ** torch.arange(num_past - 1, -1, -1, device=past.device, dtype=past.dtype)  # oldest: γ^(p-1)
-        new_kv = torch.einsum("bnhpd,bnhpe,p->bnhde", key, value, weight * weight)
-        new_k = torch.einsum("bnhpd,p->bnhd", key, weight)
+        # Σ_j w_j² ϕ(k_j)ᵀ v_j as one batched matmul (a three-operand einsum here was 40x slower on CPU)
+        new_kv = (key * (weight * weight)[:, None]).transpose(-1, -2) @ value  # (b, n, hd, d, d)
+        new_k = (key * weight[:, None]).sum(dim=-2)
         if memory is None:
             return MemoryState(new_kv, new_k)
         carry = decay**num_past

@@ -1,0 +1,197 @@
+"""Per-component time of one 16-frame clip: what a clip of generation spends where.
+
+Times each part the clip loop runs, on synthetic inputs of the right shapes: the audio features of one clip, the
+reference net over [reference, past frames] (once per clip, for the faces the guidance passes need), the memory
+write, one denoiser call with 1, 2 and 3 guidance passes batched, the VAE decode of 16 frames and the encode of
+the past frames; for MEMO-Tiny also the emotion detector over 10 s of audio. Each number is the median of
+``--repeats`` runs after one warm-up run.
+
+    python bench/components.py --model memo-tiny                        # the bundled weights, 64 px
+    python bench/components.py --model official --resolution 256        # the official architecture, random weights
+    python bench/components.py --model official --resolution 512 --repeats 1
+
+Results are appended (one entry per model/resolution) to bench/results/components.json.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+CLIP = 16
+
+
+def median_seconds(function, repeats: int) -> float:
+    function()  # warm-up: first calls allocate and pick kernels
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return round(statistics.median(times), 4)
+
+
+def bundled_parts(weights: str | None):
+    """MEMO-Tiny as shipped (or another weights folder): networks, VAE, mel features and the emotion head."""
+    from memo_model.loading import load_pipeline
+
+    pipeline = load_pipeline(weights, device="cpu")
+    return pipeline, pipeline.model_info.resolution
+
+
+def official_parts(resolution: int, folder: Path):
+    """The official networks, an SD-sized VAE and wav2vec2-base, all with random weights (no download)."""
+    from diffusers import AutoencoderKL
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    from memo_model.audio.features import Wav2Vec2Features
+    from memo_model.models.presets import build_components
+    from memo_model.pipelines.pipeline_memo import MemoPipeline, ModelInfo
+    from memo_model.vision.face import ThumbnailEmbedder
+
+    torch.manual_seed(0)
+    components = build_components("official")
+    vae = AutoencoderKL(
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(128, 256, 512, 512),
+        layers_per_block=2,
+        latent_channels=4,
+        sample_size=512,
+    )
+    Wav2Vec2Model(Wav2Vec2Config()).save_pretrained(folder / "wav2vec2")
+    pipeline = MemoPipeline(
+        vae=vae,
+        reference_net=components["reference_net"],
+        diffusion_net=components["diffusion_net"],
+        image_proj=components["image_proj"],
+        audio_proj=components["audio_proj"],
+        audio_features=Wav2Vec2Features(folder / "wav2vec2"),
+        identity_embedder=ThumbnailEmbedder(size=4),  # unused: face tokens are made from a random embedding
+        model_info=ModelInfo("official (random weights)", "memory", resolution=resolution),
+    )
+    return pipeline, resolution
+
+
+def time_clip(pipeline, resolution: int, repeats: int, past_frames: int = CLIP) -> dict:
+    from memo_model.audio.io import SAMPLE_RATE
+
+    rng = np.random.default_rng(0)
+    latent = resolution // pipeline.latent_factor
+    channels = pipeline.diffusion_net.config.in_channels
+    dtype, device = pipeline.dtype, pipeline.device
+    waveform = (0.1 * rng.standard_normal(int(CLIP / 30 * SAMPLE_RATE))).astype(np.float32)
+    embedding = torch.randn(1, pipeline.image_proj.proj.in_features, dtype=dtype)
+    faces = torch.cat([pipeline.image_proj(torch.zeros_like(embedding)), pipeline.image_proj(embedding)])
+    stack = torch.randn(1, channels, 1 + past_frames, latent, latent, dtype=dtype).expand(2, -1, -1, -1, -1)
+    audio_clip = next(iter(pipeline.audio_features.iter_clips(waveform, 30)))
+    results: dict[str, float] = {}
+    with torch.no_grad():
+        results["audio_features"] = median_seconds(
+            lambda: next(iter(pipeline.audio_features.iter_clips(waveform, 30))), repeats
+        )
+        results["audio_proj"] = median_seconds(
+            lambda: pipeline.audio_proj(audio_clip[None].to(device, dtype)), repeats
+        )
+        results["reference_net_2_faces"] = median_seconds(lambda: pipeline.reference_net(stack, faces), repeats)
+        reference = pipeline.reference_net(stack, faces)
+        results["memory_write"] = median_seconds(lambda: pipeline.diffusion_net.write_memory(reference), repeats)
+        memory = pipeline.diffusion_net.write_memory(reference)
+        audio_tokens = pipeline.audio_proj(audio_clip[None].to(device, dtype))
+        sample = torch.randn(1, channels, CLIP, latent, latent, dtype=dtype)
+        for passes in (1, 2, 3):
+            index = torch.tensor([min(i, 1) for i in range(passes)])  # pass 0 unconditional, the rest with the face
+
+            def denoise(passes=passes, index=index):
+                return pipeline.diffusion_net(
+                    sample.expand(passes, -1, -1, -1, -1),
+                    torch.tensor(500.0),
+                    reference.select(index),
+                    faces[index],
+                    audio_tokens.expand(passes, -1, -1, -1),
+                    torch.zeros(passes, dtype=torch.long),
+                    memory=memory.select(index),
+                    use_reference=index.bool(),
+                )
+
+            results[f"denoiser_{passes}_pass{'es' if passes > 1 else ''}"] = median_seconds(denoise, repeats)
+        latents = torch.randn(CLIP, 4, latent, latent, dtype=dtype)
+        results["vae_decode_16"] = median_seconds(lambda: pipeline.decode(latents), repeats)
+        pixels = torch.rand(past_frames, 3, resolution, resolution, dtype=dtype) * 2 - 1
+        results[f"vae_encode_{past_frames}"] = median_seconds(lambda: pipeline.encode(pixels), repeats)
+        if pipeline.emotion_detector is not None:
+            ten_seconds = (0.1 * rng.standard_normal(10 * SAMPLE_RATE)).astype(np.float32)
+            from memo_model.audio.emotion import detect_emotions
+
+            results["emotion_detection_10s_audio"] = median_seconds(
+                lambda: detect_emotions(ten_seconds, pipeline.emotion_detector), repeats
+            )
+    return results
+
+
+def clip_total(times: dict, steps: int, passes: int) -> float:
+    """Seconds per clip as the loop spends them: per-clip parts once, the denoiser ``steps`` times."""
+    once = ("audio_features", "audio_proj", "reference_net_2_faces", "memory_write", "vae_decode_16")
+    denoiser = times[f"denoiser_{passes}_pass{'es' if passes > 1 else ''}"]
+    encode = next(v for k, v in times.items() if k.startswith("vae_encode"))
+    return round(sum(times[k] for k in once) + encode + steps * denoiser, 3)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=("memo-tiny", "official"), default="memo-tiny")
+    parser.add_argument("--resolution", type=int, default=256, help="official only; MEMO-Tiny runs at 64 px")
+    parser.add_argument("--weights", help="memo-tiny only: a weights folder (default: the bundled one)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=20, help="for the per-clip total")
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "components.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    with tempfile.TemporaryDirectory() as folder:
+        if args.model == "memo-tiny":
+            pipeline, resolution = bundled_parts(args.weights)
+        else:
+            pipeline, resolution = official_parts(args.resolution, Path(folder))
+        times = time_clip(pipeline, resolution, args.repeats)
+    entry = {
+        "model": args.model,
+        "resolution": resolution,
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "seconds": times,
+        f"clip_seconds_{args.steps}_steps_2_passes": clip_total(times, args.steps, 2),
+        f"clip_seconds_{args.steps}_steps_3_passes": clip_total(times, args.steps, 3),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__},
+        "load_average_1min": round(os.getloadavg()[0], 2),
+    }
+    path = Path(args.json)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    existing = json.loads(path.read_text()) if path.exists() else {"benchmark": "components", "runs": []}
+    existing["runs"] = [
+        r for r in existing["runs"] if (r["model"], r["resolution"]) != (entry["model"], entry["resolution"])
+    ] + [entry]
+    path.write_text(json.dumps(existing, indent=2) + "\n")
+
+    print(f"{args.model} at {resolution} px, {args.threads} thread(s), median of {args.repeats}:")
+    for name, value in times.items():
+        print(f"  {name:32s} {value * 1000:10.1f} ms")
+    for key in entry:
+        if key.startswith("clip_seconds"):
+            print(f"  {key:32s} {entry[key]:10.2f} s")
+
+
+if __name__ == "__main__":
+    main()
