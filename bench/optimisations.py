@@ -1,0 +1,256 @@
+"""Each inference optimisation on vs off, on one clip of MEMO-Tiny (or another weights folder).
+
+Every row times the same work both ways (median of ``--repeats`` after a warm-up) and reports the largest absolute
+difference of the outputs, so a speed-up that changes results shows up:
+
+- ``memory_write``: the KV write as one batched matmul (ours) vs the three-operand einsum it replaced;
+- ``guidance_batching``: two guidance passes in one denoiser call vs two calls of one pass;
+- ``reference_per_clip``: the reference net once per clip vs once per denoising step (x ``--steps``);
+- ``reference_reuse``: reference features for the 2 distinct faces vs one per pass (3 passes);
+- ``sdpa``: PyTorch's scaled_dot_product_attention (diffusers AttnProcessor2_0) vs the explicit softmax(QKᵀ)V;
+- ``channels_last``: the denoiser's convolutions in channels-last memory format vs contiguous;
+- ``torch_compile``: ``torch.compile`` of the denoiser (steady state; the compile time is reported apart);
+- ``vae_decode_batch``: 16 frames decoded in batches of 8 (the pipeline's bound) vs all at once.
+
+    python bench/optimisations.py                     # writes bench/results/optimisations.json
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+CLIP = 16
+
+
+def timed(function, repeats: int) -> tuple[float, object]:
+    output = function()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        output = function()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), output
+
+
+def max_difference(a, b) -> float:
+    if isinstance(a, torch.Tensor):
+        return float((a.float() - b.float()).abs().max())
+    if hasattr(a, "layers"):  # TemporalMemory / ReferenceFeatures
+        return max(max_difference(x, y) for x, y in zip(a.layers, b.layers, strict=True) if x is not None)
+    if isinstance(a, tuple | list):
+        return max(max_difference(x, y) for x, y in zip(a, b, strict=True))
+    if hasattr(a, "kv"):
+        return max(max_difference(a.kv, b.kv), max_difference(a.k, b.k))
+    raise TypeError(type(a))
+
+
+def row(name: str, on, off, repeats: int, note: str = "", off_factor: float = 1.0) -> dict:
+    on_seconds, on_output = timed(on, repeats)
+    off_seconds, off_output = timed(off, repeats)
+    off_seconds *= off_factor
+    return {
+        "optimisation": name,
+        "on_seconds": round(on_seconds, 4),
+        "off_seconds": round(off_seconds, 4),
+        "speedup": round(off_seconds / on_seconds, 2),
+        "max_abs_difference": max_difference(on_output, off_output),
+        "note": note,
+    }
+
+
+def einsum_write(self, past, memory, decay):
+    """The memory write as it was before the batched matmul (three-operand einsum), for comparison."""
+    num_past = past.shape[2]
+    key = self._heads(self.to_k(past)).softmax(dim=-2)
+    value = self._heads(self.to_v(past))
+    weight = decay ** torch.arange(num_past - 1, -1, -1, device=past.device, dtype=past.dtype)
+    new_kv = torch.einsum("bnhpd,bnhpe,p->bnhde", key, value, weight * weight)
+    new_k = torch.einsum("bnhpd,p->bnhd", key, weight)
+    from memo_model.models.memory_temporal import MemoryState
+
+    if memory is None:
+        return MemoryState(new_kv, new_k)
+    carry = decay**num_past
+    return MemoryState(memory.kv * carry + new_kv, memory.k * carry + new_k)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", help="weights folder (default: the bundled MEMO-Tiny)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--skip-compile", action="store_true")
+    parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "optimisations.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    from diffusers.models.attention_processor import Attention, AttnProcessor, AttnProcessor2_0
+
+    from memo_model.loading import load_pipeline
+    from memo_model.models.memory_temporal import MemoryLinearAttention
+
+    pipeline = load_pipeline(args.weights, device="cpu")
+    net, resolution = pipeline.diffusion_net, pipeline.model_info.resolution
+    latent = resolution // pipeline.latent_factor
+    channels = net.config.in_channels
+    embedding = torch.randn(1, pipeline.image_proj.proj.in_features)
+    faces = torch.cat([pipeline.image_proj(torch.zeros_like(embedding)), pipeline.image_proj(embedding)])
+    stack = torch.randn(1, channels, 1 + CLIP, latent, latent).expand(2, -1, -1, -1, -1)
+    waveform = torch.randn(int(CLIP / 30 * 16000)).numpy() * 0.1
+    audio_clip = next(iter(pipeline.audio_features.iter_clips(waveform, 30)))
+    rows = []
+    with torch.no_grad():
+        reference = pipeline.reference_net(stack, faces)
+        memory = net.write_memory(reference)
+        audio = pipeline.audio_proj(audio_clip[None])
+        sample = torch.randn(1, channels, CLIP, latent, latent)
+        index = torch.tensor([0, 1])
+
+        def denoise(select=index, model=net):
+            n = len(select)
+            return model(
+                sample.expand(n, -1, -1, -1, -1), torch.tensor(500.0), reference.select(select), faces[select],
+                audio.expand(n, -1, -1, -1), torch.zeros(n, dtype=torch.long), memory=memory.select(select),
+                use_reference=select.bool(),
+            )  # fmt: skip
+
+        new_write = MemoryLinearAttention.write
+
+        def write_with(implementation):
+            def run():
+                MemoryLinearAttention.write = implementation
+                try:
+                    return net.write_memory(reference)
+                finally:
+                    MemoryLinearAttention.write = new_write
+
+            return run
+
+        rows.append(row("memory_write", write_with(new_write), write_with(einsum_write), args.repeats, "per clip"))
+        rows.append(
+            row(
+                "guidance_batching",
+                denoise,
+                lambda: torch.cat([denoise(index[:1]), denoise(index[1:])]),
+                args.repeats,
+                "one denoiser call with 2 passes vs 2 calls; per step",
+            )
+        )
+        rows.append(
+            row(
+                "reference_per_clip",
+                lambda: pipeline.reference_net(stack, faces),
+                lambda: pipeline.reference_net(stack, faces),
+                args.repeats,
+                f"reference net once per clip vs once per step: off = {args.steps} x the on time",
+                off_factor=args.steps,
+            )
+        )
+        three_faces = torch.cat([faces[:1], faces[1:], faces[1:]])
+        rows.append(
+            row(
+                "reference_reuse",
+                lambda: pipeline.reference_net(stack, faces),
+                lambda: pipeline.reference_net(stack[:1].expand(3, -1, -1, -1, -1), three_faces).select(
+                    torch.tensor([0, 1])
+                ),
+                args.repeats,
+                "3 guidance passes need 2 distinct faces: reference net on 2 vs 3; per clip",
+            )
+        )
+
+        attention = [
+            m for m in net.modules() if isinstance(m, Attention) and isinstance(m.processor, AttnProcessor2_0)
+        ]
+
+        def with_processor(processor_class):
+            def run():
+                for module in attention:
+                    module.set_processor(processor_class())
+                try:
+                    return denoise()
+                finally:
+                    for module in attention:
+                        module.set_processor(AttnProcessor2_0())
+
+            return run
+
+        rows.append(
+            row(
+                "sdpa",
+                with_processor(AttnProcessor2_0),
+                with_processor(AttnProcessor),
+                args.repeats,
+                f"{len(attention)} attention layers (the audio modules' joint attention always uses SDPA); per step",
+            )
+        )
+
+        def channels_last():
+            net.to(memory_format=torch.channels_last)
+            try:
+                return denoise()
+            finally:
+                net.to(memory_format=torch.contiguous_format)
+
+        rows.append(row("channels_last", channels_last, denoise, args.repeats, "per step"))
+
+        if not args.skip_compile:
+            started = time.perf_counter()
+            compiled = torch.compile(net)
+            denoise(model=compiled)
+            compile_seconds = time.perf_counter() - started
+            rows.append(
+                row(
+                    "torch_compile",
+                    lambda: denoise(model=compiled),
+                    denoise,
+                    args.repeats,
+                    f"per step after compiling; the first call (compile) took {compile_seconds:.0f} s",
+                )
+            )
+
+        latents = torch.randn(CLIP, 4, latent, latent)
+        scale = pipeline.vae.config.scaling_factor
+        rows.append(
+            row(
+                "vae_decode_batch",
+                lambda: pipeline.decode(latents),
+                lambda: (pipeline.vae.decode(latents / scale).sample / 2 + 0.5).clamp(0, 1),
+                args.repeats,
+                "16 frames in batches of 8 vs one batch of 16; bounds activation memory at 512 px",
+            )
+        )
+
+    result = {
+        "benchmark": "optimisations",
+        "model": args.weights or "bundled MEMO-Tiny",
+        "resolution": resolution,
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "rows": rows,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__},
+        "load_average_1min": round(os.getloadavg()[0], 2),
+    }
+    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"{'optimisation':22s} {'on s':>9s} {'off s':>9s} {'speed-up':>9s} {'max |diff|':>11s}")
+    for r in rows:
+        print(
+            f"{r['optimisation']:22s} {r['on_seconds']:9.4f} {r['off_seconds']:9.4f} {r['speedup']:9.2f} "
+            f"{r['max_abs_difference']:11.2e}"
+        )
+
+
+if __name__ == "__main__":
+    main()
