@@ -114,6 +114,16 @@ def check_weights(args: argparse.Namespace) -> int:
     return 0
 
 
+def export_weights(args: argparse.Namespace) -> int:
+    import torch
+
+    from memo_model.loading import export_weights as export
+
+    written = export(args.source, args.target, getattr(torch, args.dtype))
+    print(f"wrote {', '.join(written)} ({args.dtype}) and the manifest into {args.target}")
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     from memo_model.training.train import main_from_args
 
@@ -171,6 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-weights", help="load a folder in the official layout and list its components")
     check.add_argument("folder", help="folder with reference_net/, diffusion_net/, image_proj/, audio_proj/, misc/")
     check.set_defaults(func=check_weights)
+
+    export = commands.add_parser("export-weights", help="copy a run's trained networks into a weights folder")
+    export.add_argument("source", help="a weights folder in the official layout (e.g. runs/.../weights)")
+    export.add_argument("target", help="folder to write into (e.g. assets/memo-tiny)")
+    export.add_argument("--dtype", choices=("float16", "bfloat16", "float32"), default="float16")
+    export.set_defaults(func=export_weights)
 
     train = commands.add_parser("train", help="train MEMO from a YAML run config (see configs/)")
     train.add_argument("--config", required=True, help="YAML file of memo_model.training.train.TrainConfig")

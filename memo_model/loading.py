@@ -146,6 +146,26 @@ def save_components(components: dict[str, ModelMixin], folder: str | Path) -> No
         model.save_pretrained(folder / subfolder, safe_serialization=True)
 
 
+def export_weights(
+    source: str | Path, target: str | Path, dtype: torch.dtype = torch.float16, networks_only: bool = True
+) -> list[str]:
+    """Write the networks of ``source`` into ``target`` (official layout) in ``dtype``, plus its manifest.
+
+    How MEMO-Tiny is bundled: the trained networks in fp16 (half the size; the pipeline loads them back in its own
+    dtype) next to the VAE and emotion head already in ``target``. ``networks_only`` leaves
+    ``misc/audio_emotion_classifier`` alone (trained separately, kept in fp32). Returns the components written.
+    """
+    source, target = Path(source), Path(target)
+    components = load_components(source)
+    if networks_only:
+        components.pop("audio_emotion_classifier", None)
+    save_components({name: model.to(dtype) for name, model in components.items()}, target)
+    if (source / MANIFEST_NAME).is_file():
+        manifest = json.loads((source / MANIFEST_NAME).read_text())
+        (target / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
+    return sorted(components)
+
+
 # --- whole pipelines ----------------------------------------------------------------------------------------
 
 MANIFEST_NAME = "memo_studio.json"  # our addition to the official layout: how to build the non-UNet parts

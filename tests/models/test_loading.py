@@ -8,6 +8,7 @@ from safetensors.torch import load_file, save_file
 
 from memo_model.loading import CheckpointError, load_component, load_components, save_components
 from memo_model.models.diffusion_net import DiffusionNet
+from memo_model.testing import write_random_tiny_weights
 from tests.conftest import run_clip, tiny_inputs, wake_zero_init
 
 
@@ -126,3 +127,23 @@ def test_emotion_classifier_is_optional(folder):
 
     shutil.rmtree(folder / "misc")
     assert "audio_emotion_classifier" not in load_components(folder)
+
+
+def test_export_weights_writes_fp16_networks_that_load_back(tmp_path):
+
+    from memo_model.loading import MANIFEST_NAME, export_weights, load_components
+
+    source = write_random_tiny_weights(tmp_path / "source")
+    written = export_weights(source, tmp_path / "target")
+    assert written == ["audio_proj", "diffusion_net", "image_proj", "reference_net"]
+    stored = load_file(tmp_path / "target" / "diffusion_net" / "diffusion_pytorch_model.safetensors")
+    assert {t.dtype for t in stored.values()} == {torch.float16}
+    assert (tmp_path / "target" / MANIFEST_NAME).read_text() == (source / MANIFEST_NAME).read_text().rstrip() + "\n"
+    original, exported = load_components(source), load_components(tmp_path / "target")
+    assert "audio_emotion_classifier" not in exported
+    for name in written:
+        for (key, a), (_, b) in zip(
+            original[name].state_dict().items(), exported[name].state_dict().items(), strict=True
+        ):
+            assert b.dtype == torch.float32, key  # loaded back in the pipeline's dtype
+            assert torch.allclose(a, b, rtol=1e-3, atol=1e-4), key
