@@ -48,7 +48,10 @@ def test_check_weights_lists_components(weights, capsys):
         assert name in printed
 
 
-def test_without_bundled_weights_generate_says_so(media, tmp_path, capsys):
+def test_without_bundled_weights_generate_says_so(media, tmp_path, capsys, monkeypatch):
+    import memo_model.loading
+
+    monkeypatch.setattr(memo_model.loading, "BUNDLED_WEIGHTS", tmp_path / "no-bundled-model")
     code = main([
         "generate", "--image", str(media / "portrait.png"), "--audio", str(media / "speech_0.5s.wav"),
         "--output", str(tmp_path / "x.mp4"),
