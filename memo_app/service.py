@@ -39,7 +39,7 @@ from memo_model.audio.emotion import (
 )
 from memo_model.audio.io import SAMPLE_RATE, load_audio
 from memo_model.errors import InputError, SetupError
-from memo_model.pipelines.request import CLIP_FRAMES, LIMITS, GenerationRequest
+from memo_model.pipelines.request import CLIP_FRAMES, LIMITS, OFFICIAL_GUIDANCE, GenerationRequest
 from memo_model.vision.face import load_image, prepare_portrait
 
 USE_DETECTED = "use detected"
@@ -223,7 +223,7 @@ class StudioService:
         detector = "yes" if self.pipeline.emotion_detector is not None else "no (choose emotions by hand)"
         lines.append(
             f"**Active model:** {info.name}  \n**Source:** `{info.source}`  \n"
-            f"**Resolution:** {info.resolution} px · {info.fps} fps  \n"
+            f"**Resolution:** {info.resolution} px · {info.fps} fps · default guidance {info.default_guidance:g}  \n"
             f"**Device:** {self.pipeline.device} · {dtype}  \n"
             f"**Emotion detector:** {detector}"
         )
@@ -232,6 +232,10 @@ class StudioService:
         if self.model_error:
             lines.append(f"Warning: {self.model_error}")
         return "\n\n".join(lines)
+
+    def default_guidance(self) -> float:
+        """The active model's guidance scale for all three sliders (the official 3.5 without a model)."""
+        return OFFICIAL_GUIDANCE if self.pipeline is None else self.pipeline.model_info.default_guidance
 
     def resolution_choices(self) -> dict:
         """The resolution dropdown's choices: only what the active model was trained at."""
@@ -716,14 +720,15 @@ class StudioService:
 
         rows = [[start, end, "", None, label] for start, end, label in request.emotion_segments]
         decay = request.memory_decay
+        reference_scale, audio_scale, emotion_scale = request.guidance_scales(self.default_guidance())
         return (
             example(request.image),
             example(request.audio),
             rows,
             request.emotion or USE_DETECTED,
-            request.emotion_guidance,
-            request.reference_guidance,
-            request.audio_guidance,
+            emotion_scale,
+            reference_scale,
+            audio_scale,
             request.steps,
             request.seed,
             False,

@@ -154,12 +154,13 @@ def build_demo(service: StudioService) -> gr.Blocks:
                         [USE_DETECTED, *SELECTABLE_EMOTIONS], value="happy", label="Emotion", elem_id="segment-emotion"
                     )
                     set_segment = gr.Button("Set segment emotion", elem_id="set-segment")
-                emotion_strength = slider("emotion_guidance")
+                guidance = service.default_guidance()  # the active model's (3.5 for the official weights)
+                emotion_strength = slider("emotion_guidance", guidance)
 
                 gr.Markdown("### 4 · Settings")
                 with gr.Row():
-                    reference_guidance = slider("reference_guidance")
-                    audio_guidance = slider("audio_guidance")
+                    reference_guidance = slider("reference_guidance", guidance)
+                    audio_guidance = slider("audio_guidance", guidance)
                 with gr.Row():
                     steps = slider("steps")
                     fps = slider("fps")

@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--steps", type=_limited("steps"), default=LIMITS["steps"].default)
     for flag, name in (("--ref-cfg", "reference_guidance"), ("--audio-cfg", "audio_guidance"),
                        ("--emotion-cfg", "emotion_guidance")):  # fmt: skip
-        gen.add_argument(flag, type=float, default=LIMITS[name].default, help=LIMITS[name].help)
+        gen.add_argument(flag, type=float, help=f"{LIMITS[name].help} (default: the model's; official 3.5)")
     emotion = gen.add_mutually_exclusive_group()
     emotion.add_argument("--emotion", help="one emotion for the whole video (default: detected from the audio)")
     emotion.add_argument("--emotion-segments", metavar="FILE.json", help='{"segments": [{"start", "end", "label"}]}')

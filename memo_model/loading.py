@@ -321,6 +321,7 @@ def load_pipeline(
     from diffusers import AutoencoderKL
 
     from memo_model.pipelines.pipeline_memo import MemoPipeline, ModelInfo
+    from memo_model.pipelines.request import OFFICIAL_GUIDANCE
 
     folder, source = resolve_weights(weights)
     manifest = read_manifest(folder)
@@ -332,7 +333,10 @@ def load_pipeline(
     notes = [manifest.get("notes", "")]
     try:
         detector = build_emotion_detector(
-            manifest.get("emotion"), folder, None if classifier is None else classifier.float().cpu(), emotion2vec,
+            manifest.get("emotion"),
+            folder,
+            None if classifier is None else classifier.float().cpu(),
+            emotion2vec,
             device,
         )
     except SetupError as error:  # generation still works with emotions chosen by hand
@@ -362,6 +366,7 @@ def load_pipeline(
             resolution=manifest["resolution"],
             fps=manifest.get("fps", 30),
             notes=" ".join(note for note in notes if note),
+            default_guidance=float(manifest.get("default_guidance", OFFICIAL_GUIDANCE)),
         ),
         device=device,
         dtype=dtype,

@@ -59,7 +59,7 @@ def estimate_time(pipeline, request: GenerationRequest, audio_seconds: float) ->
     """Seconds ``pipeline(request)`` should take for ``audio_seconds`` of audio (after the preview cut)."""
     if request.is_preview:
         audio_seconds = min(audio_seconds, request.preview_seconds)
-    passes = len(guidance_plan(request.reference_guidance, request.audio_guidance, request.emotion_guidance))
+    passes = len(guidance_plan(*request.guidance_scales(pipeline.model_info.default_guidance)))
     resolution = request.resolution or pipeline.model_info.resolution
     calibration = calibrate(pipeline, request, passes, resolution)
     clips, steps = clips_for(audio_seconds, request.fps), request.effective_steps

@@ -38,7 +38,7 @@ from memo_model.models.projections import AudioProjection, ImageProjection
 from memo_model.models.reference_net import ReferenceNet
 from memo_model.pipelines.emotions import ClipEmotions, plan_emotions
 from memo_model.pipelines.guidance import combine, guidance_plan
-from memo_model.pipelines.request import CLIP_FRAMES, GenerationRequest
+from memo_model.pipelines.request import CLIP_FRAMES, OFFICIAL_GUIDANCE, GenerationRequest
 from memo_model.vision.face import IdentityEmbedder, PreparedPortrait, prepare_portrait
 from memo_model.vision.video_io import VideoWriter, frames_to_uint8
 
@@ -55,6 +55,9 @@ class ModelInfo:
     resolution: int
     fps: int = 30
     notes: str = ""
+    # Guidance scale for settings a request leaves unset: the official 3.5, lower for a small undertrained model
+    # that classifier-free guidance pushes off its data (manifest ``default_guidance``).
+    default_guidance: float = OFFICIAL_GUIDANCE
 
 
 @dataclass(frozen=True)
@@ -193,7 +196,7 @@ class MemoPipeline:
         # 4. Reference latents and the guidance plan
         reference_pixels = torch.from_numpy(np.asarray(portrait.image, dtype=np.float32) / 127.5 - 1.0)
         reference_latent = self.encode(rearrange(reference_pixels, "H W c -> 1 c H W"))  # (1, c, h, w)
-        plan = guidance_plan(request.reference_guidance, request.audio_guidance, request.emotion_guidance)
+        plan = guidance_plan(*request.guidance_scales(self.model_info.default_guidance))
         passes = [p for p, _ in plan]
         coefficients = [c for _, c in plan]
         # The reference net and the memory depend only on the face tokens: one condition per distinct face.
@@ -318,6 +321,9 @@ def _write_sidecar(result, request, model_info, resolution, steps, plan) -> None
         "duration_seconds": round(result.duration, 3),
         "resolution": resolution,
         "steps": steps,
+        "guidance": dict(
+            zip(("reference", "audio", "emotion"), request.guidance_scales(model_info.default_guidance), strict=True)
+        ),
         "guidance_passes": [{"pass": p.name, "coefficient": c} for p, c in plan],
         "seed": result.seed,
         "model": asdict(model_info),

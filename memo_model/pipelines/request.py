@@ -74,9 +74,9 @@ class GenerationRequest:
     output: str | Path | None = None
     seed: int = int(LIMITS["seed"].default)
     steps: int = int(LIMITS["steps"].default)
-    reference_guidance: float = OFFICIAL_GUIDANCE
-    audio_guidance: float = OFFICIAL_GUIDANCE
-    emotion_guidance: float = OFFICIAL_GUIDANCE
+    reference_guidance: float | None = None  # None: the model's default (3.5 for the official weights)
+    audio_guidance: float | None = None
+    emotion_guidance: float | None = None
     emotion: str | None = None
     emotion_segments: tuple[tuple[float, float, str], ...] = field(default_factory=tuple)
     fps: int = int(LIMITS["fps"].default)
@@ -138,6 +138,11 @@ class GenerationRequest:
         if found:
             raise InputError("\n".join(found))
         return self
+
+    def guidance_scales(self, model_default: float = OFFICIAL_GUIDANCE) -> tuple[float, float, float]:
+        """(reference, audio, emotion) scales, unset ones taken from the model's default."""
+        values = (self.reference_guidance, self.audio_guidance, self.emotion_guidance)
+        return tuple(model_default if value is None else float(value) for value in values)
 
     def replace(self, **changes) -> "GenerationRequest":
         return replace(self, **changes)

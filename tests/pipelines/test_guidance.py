@@ -32,3 +32,33 @@ def test_nested_formula():
     guided = combine(torch.stack([e0, e_ref, e_audio, e_full]), [c for _, c in plan])
     expected = e0 + s_ref * (e_ref - e0) + s_audio * (e_audio - e_ref) + s_emo * (e_full - e_audio)
     torch.testing.assert_close(guided, expected)
+
+
+def test_unset_scales_take_the_models_default_guidance(tmp_path):
+    """A manifest's ``default_guidance`` fills the scales a request leaves unset; explicit scales win."""
+    import json
+
+    import numpy as np
+    import soundfile as sf
+    from PIL import Image
+
+    from memo_model.loading import MANIFEST_NAME, load_pipeline
+    from memo_model.pipelines.request import GenerationRequest
+    from memo_model.testing import write_random_tiny_weights
+
+    weights = write_random_tiny_weights(tmp_path / "weights")
+    manifest = json.loads((weights / MANIFEST_NAME).read_text())
+    (weights / MANIFEST_NAME).write_text(json.dumps({**manifest, "default_guidance": 1.0}))
+    pipeline = load_pipeline(weights, device="cpu")
+    assert pipeline.model_info.default_guidance == 1.0
+    Image.fromarray(np.full((64, 64, 3), 120, np.uint8)).save(tmp_path / "face.png")
+    sf.write(tmp_path / "speech.wav", 0.1 * np.random.default_rng(0).standard_normal(8000), 16000)
+    base = GenerationRequest(image=tmp_path / "face.png", audio=tmp_path / "speech.wav", steps=1, crop_to_face=False)
+    for name, changes, scales, passes in (
+        ("default", {}, [1.0, 1.0, 1.0], ["full"]),
+        ("explicit", {"audio_guidance": 2.0}, [1.0, 2.0, 1.0], ["reference", "reference+audio", "full"]),
+    ):
+        result = pipeline(base.replace(output=tmp_path / f"{name}.mp4", **changes))
+        sidecar = json.loads(result.settings_path.read_text())
+        assert list(sidecar["guidance"].values()) == scales, name
+        assert [p["pass"] for p in sidecar["guidance_passes"]] == passes, name
