@@ -62,11 +62,12 @@ class GenerationRequest:
     """Everything that decides a generated video. Frozen: a run's settings cannot change under it.
 
     ``emotion`` sets one emotion for the whole video (``None`` = use what is detected in the audio);
-    ``emotion_segments`` are ``(start_s, end_s, label)`` overrides for parts of it. ``resolution`` and
-    ``memory_decay`` default to the active model's. ``preview_seconds`` makes a preview: only the first seconds,
-    with ``preview_steps`` denoising steps. ``memory_mode`` is for the paper's Table 2 ablation: ``"full"`` carries
-    the memory across clips (MEMO), ``"recent"`` keeps only the last past frames (the memory is rewritten every
-    clip, as the original release did), ``"reference"`` looks only at the portrait (past frames = the reference).
+    ``emotion_segments`` are ``(start_s, end_s, label)`` overrides for parts of it. ``resolution``, the three
+    guidance scales and ``memory_decay`` default to the active model's. ``preview_seconds`` makes a preview: only
+    the first seconds, with ``preview_steps`` denoising steps. ``memory_mode`` is for the paper's Table 2
+    ablation: ``"full"`` carries the memory across clips (MEMO), ``"recent"`` keeps only the last past frames
+    (the memory is rewritten every clip, as the original release did), ``"reference"`` looks only at the portrait
+    (past frames = the reference).
     """
 
     image: str | Path
