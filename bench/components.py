@@ -21,6 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,7 +85,22 @@ def official_parts(resolution: int, folder: Path):
     return pipeline, resolution
 
 
-def time_clip(pipeline, resolution: int, repeats: int, past_frames: int = CLIP) -> dict:
+@dataclass
+class SyntheticClip:
+    """The inputs of one clip's work, random but of the right shapes (shared with bench/optimisations.py)."""
+
+    waveform: np.ndarray  # one clip of audio
+    faces: torch.Tensor  # (2, m, c): unconditional face tokens, then the portrait's
+    stack: torch.Tensor  # (2, c, 1 + p, h, w): [portrait, past frames] latents for both faces
+    audio_clip: torch.Tensor  # the audio features of the clip
+    reference: object  # ReferenceFeatures of the stack
+    memory: object  # TemporalMemory written from it
+    audio_tokens: torch.Tensor
+    sample: torch.Tensor  # (1, c, 16, h, w) noisy latents
+
+
+@torch.no_grad()
+def synthetic_clip(pipeline, resolution: int, past_frames: int = CLIP) -> SyntheticClip:
     from memo_model.audio.io import SAMPLE_RATE
 
     rng = np.random.default_rng(0)
@@ -96,36 +112,58 @@ def time_clip(pipeline, resolution: int, repeats: int, past_frames: int = CLIP) 
     faces = torch.cat([pipeline.image_proj(torch.zeros_like(embedding)), pipeline.image_proj(embedding)])
     stack = torch.randn(1, channels, 1 + past_frames, latent, latent, dtype=dtype).expand(2, -1, -1, -1, -1)
     audio_clip = next(iter(pipeline.audio_features.iter_clips(waveform, 30)))
+    reference = pipeline.reference_net(stack, faces)
+    return SyntheticClip(
+        waveform=waveform,
+        faces=faces,
+        stack=stack,
+        audio_clip=audio_clip,
+        reference=reference,
+        memory=pipeline.diffusion_net.write_memory(reference),
+        audio_tokens=pipeline.audio_proj(audio_clip[None].to(device, dtype)),
+        sample=torch.randn(1, channels, CLIP, latent, latent, dtype=dtype),
+    )
+
+
+def denoise(pipeline, clip: SyntheticClip, index: torch.Tensor, model=None) -> torch.Tensor:
+    """One denoiser call with ``len(index)`` guidance passes batched (index 0: unconditional face, 1: portrait)."""
+    passes = len(index)
+    return (model or pipeline.diffusion_net)(
+        clip.sample.expand(passes, -1, -1, -1, -1),
+        torch.tensor(500.0),
+        clip.reference.select(index),
+        clip.faces[index],
+        clip.audio_tokens.expand(passes, -1, -1, -1),
+        torch.zeros(passes, dtype=torch.long),
+        memory=clip.memory.select(index),
+        use_reference=index.bool(),
+    )
+
+
+def time_clip(pipeline, resolution: int, repeats: int, past_frames: int = CLIP) -> dict:
+    from memo_model.audio.io import SAMPLE_RATE
+
+    rng = np.random.default_rng(1)
+    latent = resolution // pipeline.latent_factor
+    dtype, device = pipeline.dtype, pipeline.device
+    clip = synthetic_clip(pipeline, resolution, past_frames)
     results: dict[str, float] = {}
     with torch.no_grad():
         results["audio_features"] = median_seconds(
-            lambda: next(iter(pipeline.audio_features.iter_clips(waveform, 30))), repeats
+            lambda: next(iter(pipeline.audio_features.iter_clips(clip.waveform, 30))), repeats
         )
         results["audio_proj"] = median_seconds(
-            lambda: pipeline.audio_proj(audio_clip[None].to(device, dtype)), repeats
+            lambda: pipeline.audio_proj(clip.audio_clip[None].to(device, dtype)), repeats
         )
-        results["reference_net_2_faces"] = median_seconds(lambda: pipeline.reference_net(stack, faces), repeats)
-        reference = pipeline.reference_net(stack, faces)
-        results["memory_write"] = median_seconds(lambda: pipeline.diffusion_net.write_memory(reference), repeats)
-        memory = pipeline.diffusion_net.write_memory(reference)
-        audio_tokens = pipeline.audio_proj(audio_clip[None].to(device, dtype))
-        sample = torch.randn(1, channels, CLIP, latent, latent, dtype=dtype)
+        results["reference_net_2_faces"] = median_seconds(
+            lambda: pipeline.reference_net(clip.stack, clip.faces), repeats
+        )
+        results["memory_write"] = median_seconds(lambda: pipeline.diffusion_net.write_memory(clip.reference), repeats)
         for passes in (1, 2, 3):
             index = torch.tensor([min(i, 1) for i in range(passes)])  # pass 0 unconditional, the rest with the face
-
-            def denoise(passes=passes, index=index):
-                return pipeline.diffusion_net(
-                    sample.expand(passes, -1, -1, -1, -1),
-                    torch.tensor(500.0),
-                    reference.select(index),
-                    faces[index],
-                    audio_tokens.expand(passes, -1, -1, -1),
-                    torch.zeros(passes, dtype=torch.long),
-                    memory=memory.select(index),
-                    use_reference=index.bool(),
-                )
-
-            results[f"denoiser_{passes}_pass{'es' if passes > 1 else ''}"] = median_seconds(denoise, repeats)
+            results[f"denoiser_{passes}_pass{'es' if passes > 1 else ''}"] = median_seconds(
+                lambda index=index: denoise(pipeline, clip, index), repeats
+            )
         latents = torch.randn(CLIP, 4, latent, latent, dtype=dtype)
         results["vae_decode_16"] = median_seconds(lambda: pipeline.decode(latents), repeats)
         pixels = torch.rand(past_frames, 3, resolution, resolution, dtype=dtype) * 2 - 1

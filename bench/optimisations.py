@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-CLIP = 16
+CLIP = 16  # frames per clip, as bench/components.py
 
 
 def timed(function, repeats: int) -> tuple[float, object]:
@@ -96,6 +96,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
+    from components import denoise as denoise_call  # bench/ is on sys.path when run as a script
+    from components import synthetic_clip
     from diffusers.models.attention_processor import Attention, AttnProcessor, AttnProcessor2_0
 
     from memo_model.loading import load_pipeline
@@ -104,27 +106,14 @@ def main() -> None:
     pipeline = load_pipeline(args.weights, device="cpu")
     net, resolution = pipeline.diffusion_net, pipeline.model_info.resolution
     latent = resolution // pipeline.latent_factor
-    channels = net.config.in_channels
-    embedding = torch.randn(1, pipeline.image_proj.proj.in_features)
-    faces = torch.cat([pipeline.image_proj(torch.zeros_like(embedding)), pipeline.image_proj(embedding)])
-    stack = torch.randn(1, channels, 1 + CLIP, latent, latent).expand(2, -1, -1, -1, -1)
-    waveform = torch.randn(int(CLIP / 30 * 16000)).numpy() * 0.1
-    audio_clip = next(iter(pipeline.audio_features.iter_clips(waveform, 30)))
+    clip = synthetic_clip(pipeline, resolution)
+    faces, stack, reference = clip.faces, clip.stack, clip.reference
+    index = torch.tensor([0, 1])
     rows = []
     with torch.no_grad():
-        reference = pipeline.reference_net(stack, faces)
-        memory = net.write_memory(reference)
-        audio = pipeline.audio_proj(audio_clip[None])
-        sample = torch.randn(1, channels, CLIP, latent, latent)
-        index = torch.tensor([0, 1])
 
-        def denoise(select=index, model=net):
-            n = len(select)
-            return model(
-                sample.expand(n, -1, -1, -1, -1), torch.tensor(500.0), reference.select(select), faces[select],
-                audio.expand(n, -1, -1, -1), torch.zeros(n, dtype=torch.long), memory=memory.select(select),
-                use_reference=select.bool(),
-            )  # fmt: skip
+        def denoise(select=index, model=None):
+            return denoise_call(pipeline, clip, select, model)
 
         new_write = MemoryLinearAttention.write
 
