@@ -39,6 +39,7 @@ from memo_model.audio.emotion import (
 )
 from memo_model.audio.io import SAMPLE_RATE, load_audio
 from memo_model.errors import InputError, SetupError
+from memo_model.pipelines.estimate import estimate_time
 from memo_model.pipelines.request import CLIP_FRAMES, LIMITS, OFFICIAL_GUIDANCE, GenerationRequest
 from memo_model.vision.face import load_image, prepare_portrait
 
@@ -521,6 +522,28 @@ class StudioService:
                 f"The active model works at {self.pipeline.model_info.resolution} px only; got {request.resolution}."
             )
         return request
+
+    def estimate(self, *values) -> str:
+        """Expected wall time of a preview and of the whole video with the current settings, on this machine.
+
+        ``values`` are the run's widget values (as ``preview`` / ``generate`` take them). The first estimate for a
+        number of guidance passes runs a short probe of the real pipeline (a few seconds; estimate.py), later ones
+        reuse it. Shown before a run; nothing is said until a portrait and audio are chosen.
+        """
+        if self.pipeline is None or not values[0] or not values[1]:
+            return ""
+        try:
+            request = self.build_request(*values, False)
+            duration = self._analysis(request.audio, request.fps).duration
+        except InputError:
+            return ""  # the run buttons say what is wrong; the estimate stays quiet
+        preview = estimate_time(self.pipeline, request.replace(preview_seconds=PREVIEW_SECONDS), duration)
+        full = estimate_time(self.pipeline, request, duration)
+        return (
+            f"Expected time on this machine: preview **{preview.spent}**, "
+            f"full video **{full.spent}** ({full.clips} clips × {full.steps} steps, "
+            f"{full.passes} guidance passes)."
+        )
 
     def _clip_gif(self, frames: np.ndarray, run_dir: Path, clip: int, fps: int) -> str:
         images = [_enlarged(Image.fromarray(frame), DISPLAY_SIDE // 2) for frame in frames]

@@ -193,6 +193,7 @@ def build_demo(service: StudioService) -> gr.Blocks:
                     )
                     generate = gr.Button("Generate", variant="primary", elem_id="generate")
                     cancel = gr.Button("Cancel", variant="stop", elem_id="cancel")
+                estimate = gr.Markdown(elem_classes="memo-status", elem_id="run-estimate")
                 status = gr.Markdown(elem_classes="memo-status", elem_id="run-status")
                 video = gr.Video(label="Result (mp4 with audio)", interactive=False, height=360, elem_id="result")
                 clips = gr.Gallery(label="Clips as they finish", columns=6, height=170, elem_id="clips")
@@ -240,6 +241,16 @@ def build_demo(service: StudioService) -> gr.Blocks:
             crop_scale,
         ]
         run_outputs = [video, clips, status, settings_file, used_seed]
+        # The estimate's probe runs the pipeline: it queues in the generation slot, never beside a run.
+        estimate_options = {"concurrency_id": GENERATION, "concurrency_limit": 1, "show_progress": "hidden"}
+        gr.on(
+            [analyze.click, steps.release, reference_guidance.release, audio_guidance.release, emotion_strength.release],
+            service.estimate,
+            run_inputs,
+            estimate,
+            api_name="estimate",
+            **estimate_options,
+        )
         run_options = {"concurrency_id": GENERATION, "concurrency_limit": 1, "show_progress_on": [status]}
         preview.click(service.preview, run_inputs, run_outputs, api_name="preview", **run_options)
         generate.click(service.generate, run_inputs, run_outputs, api_name="generate", **run_options)

@@ -44,10 +44,14 @@ class TimeEstimate:
     passes: int
     calibration: Calibration
 
-    def describe(self) -> str:
+    @property
+    def spent(self) -> str:
+        """The seconds as a person reads them: "45 s", "3 min 07 s"."""
         minutes, seconds = divmod(round(self.seconds), 60)
-        spent = f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
-        return f"about {spent} ({self.clips} clips x {self.steps} steps, {self.passes} guidance passes)"
+        return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
+
+    def describe(self) -> str:
+        return f"about {self.spent} ({self.clips} clips x {self.steps} steps, {self.passes} guidance passes)"
 
 
 def clips_for(audio_seconds: float, fps: int) -> int:

@@ -47,6 +47,7 @@ class DataConfig:
     clip_frames: int = 16
     past_frames: tuple[int, ...] = (16,)  # a choice per step: dynamic past-frame counts (appendix D)
     num_workers: int = 0
+    cache_frames: bool = False  # keep decoded videos in memory (see TalkingFaceDataset)
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         max_past_frames=max(config.data.past_frames),
         identity_embedder=ThumbnailEmbedder(config.identity_thumbnail),
         seed=config.seed,
+        cache_frames=config.data.cache_frames,
     )
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=config.batch_size, shuffle=True, num_workers=config.data.num_workers, drop_last=True

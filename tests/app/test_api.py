@@ -35,6 +35,7 @@ def test_every_event_has_an_api_name(client):
         "/load_settings",
         "/load_model",
         "/model_status",
+        "/estimate",
     }
     assert expected <= endpoints
     assert not any(name.startswith("/lambda") or name.startswith("/fn") for name in endpoints)
@@ -84,6 +85,21 @@ def test_preview_is_short_and_random_seed_is_echoed(client, media, run_args):
     assert seed != 7 and 0 <= seed < 2**31
     info = probe_media(video_path(video))
     assert info["duration"] == pytest.approx(3.0, abs=0.1) and info["has_audio"]
+
+
+def test_time_estimate_before_a_run_names_steps_and_passes_and_is_quiet_without_inputs(client, media, run_args):
+    import re
+
+    def seconds(text: str, which: str) -> int:
+        minutes, secs = re.search(which + r" \*\*(?:(\d+) min )?(\d+) s\*\*", text).groups()
+        return int(minutes or 0) * 60 + int(secs)
+
+    few = client.predict(*run_args(audio="speech", steps=2), api_name="/estimate")
+    many = client.predict(*run_args(audio="speech", steps=40), api_name="/estimate")
+    assert "clips × 40 steps" in many and "2 guidance passes" in many  # equal scales: 2 passes
+    assert seconds(many, "full video") >= seconds(few, "full video")  # the tiny model: ms per step, rounded
+    assert seconds(many, "preview") <= seconds(many, "full video")  # 3 s of the 5 s example, 8 steps
+    assert client.predict(*run_args(audio="speech", image=None), api_name="/estimate") == ""
 
 
 def test_settings_json_restores_the_controls(client, media, run_args):

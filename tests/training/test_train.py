@@ -75,6 +75,22 @@ def test_dataset_items_have_the_documented_shapes(setup):
     assert 0 <= int(item["emotion"]) < 9
 
 
+def test_cached_frames_give_the_same_items_without_decoding_again(setup, monkeypatch):
+    import memo_model.data.dataset as dataset_module
+
+    kwargs = dict(resolution=16, clip_frames=4, max_past_frames=3, identity_embedder=ThumbnailEmbedder(4))
+    plain = TalkingFaceDataset(setup / "data", **kwargs)
+    cached = TalkingFaceDataset(setup / "data", cache_frames=True, **kwargs)
+    decoded = []
+    original = dataset_module.decode_video
+    monkeypatch.setattr(dataset_module, "decode_video", lambda *a: decoded.append(a) or original(*a))
+    for epoch in range(3):
+        plain.epoch = cached.epoch = epoch
+        for index in range(len(plain)):
+            a, b = plain[index], cached[index]
+            assert all(torch.equal(a[key], b[key]) for key in a)
+    assert len(decoded) == 3 * len(plain) + len(plain)  # the plain dataset every time, the cached one once
+
 def test_stage1_trains_spatial_modules_and_writes_loadable_weights(setup, tmp_path):
     cfg = config(setup, tmp_path / "s1")
     weights = train(cfg)
