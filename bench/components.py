@@ -140,15 +140,15 @@ def denoise(pipeline, clip: SyntheticClip, index: torch.Tensor, model=None) -> t
     )
 
 
-def time_clip(pipeline, resolution: int, repeats: int, past_frames: int = CLIP) -> dict:
+def time_clip(pipeline, resolution: int, repeats: int, past_frames: int = CLIP, passes=(1, 2, 3)) -> dict:
     from memo_model.audio.io import SAMPLE_RATE
 
     rng = np.random.default_rng(1)
     latent = resolution // pipeline.latent_factor
     dtype, device = pipeline.dtype, pipeline.device
-    clip = synthetic_clip(pipeline, resolution, past_frames)
     results: dict[str, float] = {}
     with torch.no_grad():
+        clip = synthetic_clip(pipeline, resolution, past_frames)
         results["audio_features"] = median_seconds(
             lambda: next(iter(pipeline.audio_features.iter_clips(clip.waveform, 30))), repeats
         )
@@ -159,9 +159,9 @@ def time_clip(pipeline, resolution: int, repeats: int, past_frames: int = CLIP) 
             lambda: pipeline.reference_net(clip.stack, clip.faces), repeats
         )
         results["memory_write"] = median_seconds(lambda: pipeline.diffusion_net.write_memory(clip.reference), repeats)
-        for passes in (1, 2, 3):
-            index = torch.tensor([min(i, 1) for i in range(passes)])  # pass 0 unconditional, the rest with the face
-            results[f"denoiser_{passes}_pass{'es' if passes > 1 else ''}"] = median_seconds(
+        for count in passes:
+            index = torch.tensor([min(i, 1) for i in range(count)])  # pass 0 unconditional, the rest with the face
+            results[f"denoiser_{count}_pass{'es' if count > 1 else ''}"] = median_seconds(
                 lambda index=index: denoise(pipeline, clip, index), repeats
             )
         latents = torch.randn(CLIP, 4, latent, latent, dtype=dtype)
@@ -194,6 +194,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=20, help="for the per-clip total")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument(
+        "--passes", type=int, nargs="+", default=[1, 2, 3], help="guidance passes to time the denoiser with"
+    )
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "components.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -203,15 +206,18 @@ def main() -> None:
             pipeline, resolution = bundled_parts(args.weights)
         else:
             pipeline, resolution = official_parts(args.resolution, Path(folder))
-        times = time_clip(pipeline, resolution, args.repeats)
+        times = time_clip(pipeline, resolution, args.repeats, passes=tuple(args.passes))
     entry = {
         "model": args.model,
         "resolution": resolution,
         "threads": args.threads,
         "repeats": args.repeats,
         "seconds": times,
-        f"clip_seconds_{args.steps}_steps_2_passes": clip_total(times, args.steps, 2),
-        f"clip_seconds_{args.steps}_steps_3_passes": clip_total(times, args.steps, 3),
+        **{
+            f"clip_seconds_{args.steps}_steps_{count}_passes": clip_total(times, args.steps, count)
+            for count in args.passes
+            if count > 1
+        },
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__},
         "load_average_1min": round(os.getloadavg()[0], 2),
     }

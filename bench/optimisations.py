@@ -106,7 +106,8 @@ def main() -> None:
     pipeline = load_pipeline(args.weights, device="cpu")
     net, resolution = pipeline.diffusion_net, pipeline.model_info.resolution
     latent = resolution // pipeline.latent_factor
-    clip = synthetic_clip(pipeline, resolution)
+    with torch.no_grad():
+        clip = synthetic_clip(pipeline, resolution)
     faces, stack, reference = clip.faces, clip.stack, clip.reference
     index = torch.tensor([0, 1])
     rows = []

@@ -66,8 +66,14 @@ class TemporalMemory:
         return first[0].kv.shape[0]
 
     def select(self, index: torch.Tensor | list[int]) -> "TemporalMemory":
-        """The memory of some samples of the batch (guidance passes share memories this way)."""
+        """The memory of some samples of the batch (guidance passes share memories this way).
+
+        Selecting every sample in order returns this memory itself: indexing would copy it, and with the official
+        networks at 512² the memory is gigabytes per sample.
+        """
         index = torch.as_tensor(index, dtype=torch.long)
+        if torch.equal(index.cpu(), torch.arange(self.batch_size)):
+            return self
         layers = tuple(
             None if states is None else tuple(state.select(index.to(state.kv.device)) for state in states)
             for states in self.layers

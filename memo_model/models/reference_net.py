@@ -57,7 +57,10 @@ class ReferenceFeatures:
         return self.layers[position][:, 1:]
 
     def select(self, index: torch.Tensor | list[int]) -> "ReferenceFeatures":
+        """The features of some samples of the batch; every sample in order is this object itself (no copy)."""
         index = torch.as_tensor(index, dtype=torch.long, device=self.layers[0].device)
+        if torch.equal(index.cpu(), torch.arange(self.batch_size)):
+            return self
         return ReferenceFeatures(tuple(layer[index] for layer in self.layers))
 
 

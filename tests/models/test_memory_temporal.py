@@ -131,3 +131,16 @@ def test_memory_select_picks_samples(tiny):
     assert picked.batch_size == 3
     first = next(s for s in memory.layers if s is not None)[0]
     assert torch.equal(next(s for s in picked.layers if s is not None)[0].kv[2], first.kv[0])
+
+
+def test_selecting_every_sample_in_order_shares_instead_of_copying(tiny):
+    inputs = tiny_inputs(tiny, batch=2)
+    with torch.no_grad():
+        face = tiny["image_proj"](inputs["face_embedding"])
+        reference = tiny["reference_net"](inputs["reference_latents"], face)
+        memory = tiny["diffusion_net"].write_memory(reference)
+    assert memory.select([0, 1]) is memory and reference.select(torch.tensor([0, 1])) is reference
+    swapped = memory.select([1, 0])  # any other order is a real selection
+    first = next(s for s in memory.layers if s is not None)[0]
+    assert torch.equal(next(s for s in swapped.layers if s is not None)[0].kv[0], first.kv[1])
+    assert torch.equal(reference.select([1, 0]).layers[0][0], reference.layers[0][1])
