@@ -40,7 +40,7 @@ from memo_model.audio.emotion import (
 from memo_model.audio.io import SAMPLE_RATE, load_audio
 from memo_model.errors import InputError, SetupError
 from memo_model.pipelines.estimate import estimate_time
-from memo_model.pipelines.request import CLIP_FRAMES, LIMITS, OFFICIAL_GUIDANCE, GenerationRequest
+from memo_model.pipelines.request import CLIP_FRAMES, LIMITS, OFFICIAL_GUIDANCE, OFFICIAL_STEPS, GenerationRequest
 from memo_model.vision.face import load_image, prepare_portrait
 
 USE_DETECTED = "use detected"
@@ -89,7 +89,8 @@ def _gpu_seconds(pipeline, request: GenerationRequest, *args, **kwargs) -> int:
     """The ZeroGPU reservation for one run, from the audio length and the steps."""
     seconds = request.preview_seconds or request.max_audio_seconds
     clips = math.ceil(seconds * request.fps / CLIP_FRAMES)
-    return int(GPU_OVERHEAD_SECONDS + clips * request.effective_steps * GPU_SECONDS_PER_CLIP_STEP)
+    steps = request.effective_steps(pipeline.model_info.default_steps)
+    return int(GPU_OVERHEAD_SECONDS + clips * steps * GPU_SECONDS_PER_CLIP_STEP)
 
 
 def _run_pipeline(pipeline, request, callback, cancel):
@@ -224,7 +225,8 @@ class StudioService:
         detector = "yes" if self.pipeline.emotion_detector is not None else "no (choose emotions by hand)"
         lines.append(
             f"**Active model:** {info.name}  \n**Source:** `{info.source}`  \n"
-            f"**Resolution:** {info.resolution} px · {info.fps} fps · default guidance {info.default_guidance:g}  \n"
+            f"**Resolution:** {info.resolution} px · {info.fps} fps · default guidance {info.default_guidance:g} · "
+            f"default steps {info.default_steps}  \n"
             f"**Device:** {self.pipeline.device} · {dtype}  \n"
             f"**Emotion detector:** {detector}"
         )
@@ -233,6 +235,10 @@ class StudioService:
         if self.model_error:
             lines.append(f"Warning: {self.model_error}")
         return "\n\n".join(lines)
+
+    def default_steps(self) -> int:
+        """The active model's denoising steps for the steps slider (the official 20 without a model)."""
+        return OFFICIAL_STEPS if self.pipeline is None else self.pipeline.model_info.default_steps
 
     def default_guidance(self) -> float:
         """The active model's guidance scale for all three sliders (the official 3.5 without a model)."""
@@ -661,7 +667,8 @@ class StudioService:
         worker = threading.Thread(target=work, name="memo-generation", daemon=True)
         worker.start()
         clips: list[tuple[str, str]] = []
-        kind = f"Preview ({request.preview_seconds:g} s, {request.effective_steps} steps)" if preview else "Generation"
+        steps = request.effective_steps(pipeline.model_info.default_steps)
+        kind = f"Preview ({request.preview_seconds:g} s, {steps} steps)" if preview else "Generation"
         status = f"{kind}: preparing the portrait, audio and emotions…"
         yield None, clips, status, None, request.seed
         last_yield = time.perf_counter()
@@ -752,7 +759,7 @@ class StudioService:
             emotion_scale,
             reference_scale,
             audio_scale,
-            request.steps,
+            self.default_steps() if request.steps is None else request.steps,
             request.seed,
             False,
             request.fps,

@@ -162,7 +162,7 @@ def build_demo(service: StudioService) -> gr.Blocks:
                     reference_guidance = slider("reference_guidance", guidance)
                     audio_guidance = slider("audio_guidance", guidance)
                 with gr.Row():
-                    steps = slider("steps")
+                    steps = slider("steps", service.default_steps())  # the active model's (official 20)
                     fps = slider("fps")
                 with gr.Row():
                     seed = gr.Number(
@@ -244,7 +244,13 @@ def build_demo(service: StudioService) -> gr.Blocks:
         # The estimate's probe runs the pipeline: it queues in the generation slot, never beside a run.
         estimate_options = {"concurrency_id": GENERATION, "concurrency_limit": 1, "show_progress": "hidden"}
         gr.on(
-            [analyze.click, steps.release, reference_guidance.release, audio_guidance.release, emotion_strength.release],
+            [
+                analyze.click,
+                steps.release,
+                reference_guidance.release,
+                audio_guidance.release,
+                emotion_strength.release,
+            ],
             service.estimate,
             run_inputs,
             estimate,

@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--audio", required=True, help="speech (wav, mp3, flac, ogg, m4a, webm)")
     gen.add_argument("--output", help="mp4 path (default: outputs/<image>_<audio>.mp4; never overwritten)")
     gen.add_argument("--seed", type=_limited("seed"), default=LIMITS["seed"].default)
-    gen.add_argument("--steps", type=_limited("steps"), default=LIMITS["steps"].default)
+    gen.add_argument("--steps", type=_limited("steps"), help="denoising steps (default: the model's; official 20)")
     for flag, name in (("--ref-cfg", "reference_guidance"), ("--audio-cfg", "audio_guidance"),
                        ("--emotion-cfg", "emotion_guidance")):  # fmt: skip
         gen.add_argument(flag, type=float, help=f"{LIMITS[name].help} (default: the model's; official 3.5)")

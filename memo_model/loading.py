@@ -321,7 +321,7 @@ def load_pipeline(
     from diffusers import AutoencoderKL
 
     from memo_model.pipelines.pipeline_memo import MemoPipeline, ModelInfo
-    from memo_model.pipelines.request import OFFICIAL_GUIDANCE
+    from memo_model.pipelines.request import OFFICIAL_GUIDANCE, OFFICIAL_STEPS
 
     folder, source = resolve_weights(weights)
     manifest = read_manifest(folder)
@@ -367,6 +367,7 @@ def load_pipeline(
             fps=manifest.get("fps", 30),
             notes=" ".join(note for note in notes if note),
             default_guidance=float(manifest.get("default_guidance", OFFICIAL_GUIDANCE)),
+            default_steps=int(manifest.get("default_steps", OFFICIAL_STEPS)),
         ),
         device=device,
         dtype=dtype,

@@ -66,7 +66,7 @@ def estimate_time(pipeline, request: GenerationRequest, audio_seconds: float) ->
     passes = len(guidance_plan(*request.guidance_scales(pipeline.model_info.default_guidance)))
     resolution = request.resolution or pipeline.model_info.resolution
     calibration = calibrate(pipeline, request, passes, resolution)
-    clips, steps = clips_for(audio_seconds, request.fps), request.effective_steps
+    clips, steps = clips_for(audio_seconds, request.fps), request.effective_steps(pipeline.model_info.default_steps)
     return TimeEstimate(calibration.seconds(clips, steps), clips, steps, passes, calibration)
 
 

@@ -38,7 +38,7 @@ from memo_model.models.projections import AudioProjection, ImageProjection
 from memo_model.models.reference_net import ReferenceNet
 from memo_model.pipelines.emotions import ClipEmotions, plan_emotions
 from memo_model.pipelines.guidance import combine, guidance_plan
-from memo_model.pipelines.request import CLIP_FRAMES, OFFICIAL_GUIDANCE, GenerationRequest
+from memo_model.pipelines.request import CLIP_FRAMES, OFFICIAL_GUIDANCE, OFFICIAL_STEPS, GenerationRequest
 from memo_model.vision.face import IdentityEmbedder, PreparedPortrait, prepare_portrait
 from memo_model.vision.video_io import VideoWriter, frames_to_uint8
 
@@ -58,6 +58,8 @@ class ModelInfo:
     # Guidance scale for settings a request leaves unset: the official 3.5, lower for a small undertrained model
     # that classifier-free guidance pushes off its data (manifest ``default_guidance``).
     default_guidance: float = OFFICIAL_GUIDANCE
+    # Denoising steps for requests that leave them unset (manifest ``default_steps``; official 20).
+    default_steps: int = OFFICIAL_STEPS
 
 
 @dataclass(frozen=True)
@@ -209,7 +211,7 @@ class MemoPipeline:
         output = _output_path(request)
         writer = VideoWriter(output, fps=fps, audio=waveform, audio_sample_rate=SAMPLE_RATE)
         generator = torch.Generator("cpu").manual_seed(request.seed)
-        steps = request.effective_steps
+        steps = request.effective_steps(self.model_info.default_steps)
         decay_override = request.memory_decay
         past = reference_latent.repeat(request.past_frames, 1, 1, 1)  # (p, c, h, w): clip 0 looks at the portrait
         memory: TemporalMemory | None = None

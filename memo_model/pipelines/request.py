@@ -11,6 +11,7 @@ from memo_model.audio.emotion import EMOTION_LABELS
 from memo_model.errors import InputError
 
 OFFICIAL_GUIDANCE = 3.5  # configs/inference.yaml cfg_scale (one scale for everything)
+OFFICIAL_STEPS = 20  # configs/inference.yaml num_inference_steps
 CLIP_FRAMES = 16  # frames generated per clip (paper appendix D)
 MEMORY_MODES = ("full", "recent", "reference")  # see GenerationRequest
 
@@ -29,7 +30,7 @@ class Limit:
 
 LIMITS: dict[str, Limit] = {
     "steps": Limit(
-        1, 100, 20, 1, "Denoising steps", "More steps: finer detail, proportionally slower (official: 20)."
+        1, 100, OFFICIAL_STEPS, 1, "Denoising steps", "More steps: finer detail, proportionally slower (official: 20)."
     ),
     "reference_guidance": Limit(
         0.0, 10.0, OFFICIAL_GUIDANCE, 0.1, "Reference guidance", "How strongly the video keeps the portrait's look."
@@ -62,19 +63,19 @@ class GenerationRequest:
     """Everything that decides a generated video. Frozen: a run's settings cannot change under it.
 
     ``emotion`` sets one emotion for the whole video (``None`` = use what is detected in the audio);
-    ``emotion_segments`` are ``(start_s, end_s, label)`` overrides for parts of it. ``resolution``, the three
-    guidance scales and ``memory_decay`` default to the active model's. ``preview_seconds`` makes a preview: only
-    the first seconds, with ``preview_steps`` denoising steps. ``memory_mode`` is for the paper's Table 2
-    ablation: ``"full"`` carries the memory across clips (MEMO), ``"recent"`` keeps only the last past frames
-    (the memory is rewritten every clip, as the original release did), ``"reference"`` looks only at the portrait
-    (past frames = the reference).
+    ``emotion_segments`` are ``(start_s, end_s, label)`` overrides for parts of it. ``steps``, ``resolution``,
+    the three guidance scales and ``memory_decay`` default to the active model's. ``preview_seconds`` makes a
+    preview: only the first seconds, with at most ``preview_steps`` denoising steps. ``memory_mode`` is for the
+    paper's Table 2 ablation: ``"full"`` carries the memory across clips (MEMO), ``"recent"`` keeps only the last
+    past frames (the memory is rewritten every clip, as the original release did), ``"reference"`` looks only at
+    the portrait (past frames = the reference).
     """
 
     image: str | Path
     audio: str | Path
     output: str | Path | None = None
     seed: int = int(LIMITS["seed"].default)
-    steps: int = int(LIMITS["steps"].default)
+    steps: int | None = None  # None: the model's default (20 for the official weights)
     reference_guidance: float | None = None  # None: the model's default (3.5 for the official weights)
     audio_guidance: float | None = None
     emotion_guidance: float | None = None
@@ -95,9 +96,10 @@ class GenerationRequest:
     def is_preview(self) -> bool:
         return self.preview_seconds is not None
 
-    @property
-    def effective_steps(self) -> int:
-        return min(self.steps, self.preview_steps) if self.is_preview else self.steps
+    def effective_steps(self, model_default: int = OFFICIAL_STEPS) -> int:
+        """The steps this request runs: its own or the model's default, at most ``preview_steps`` in a preview."""
+        steps = model_default if self.steps is None else self.steps
+        return min(steps, self.preview_steps) if self.is_preview else steps
 
     def problems(self) -> list[str]:
         """Every reason this request cannot run, in plain words (empty when it is valid)."""
@@ -113,7 +115,7 @@ class GenerationRequest:
             if not limit.minimum <= value <= limit.maximum:
                 found.append(f"{limit.label} must be between {limit.minimum:g} and {limit.maximum:g}; got {value:g}.")
         for name in ("steps", "seed", "fps", "past_frames", "preview_steps"):
-            if int(getattr(self, name)) != getattr(self, name):
+            if getattr(self, name) is not None and int(getattr(self, name)) != getattr(self, name):
                 found.append(f"{LIMITS[name].label} must be a whole number; got {getattr(self, name)}.")
         if self.memory_mode not in MEMORY_MODES:
             found.append(f"memory_mode must be one of {', '.join(MEMORY_MODES)}; got {self.memory_mode!r}.")

@@ -62,3 +62,37 @@ def test_unset_scales_take_the_models_default_guidance(tmp_path):
         sidecar = json.loads(result.settings_path.read_text())
         assert list(sidecar["guidance"].values()) == scales, name
         assert [p["pass"] for p in sidecar["guidance_passes"]] == passes, name
+
+
+def test_unset_steps_take_the_models_default_steps(tmp_path):
+    """A manifest's ``default_steps`` is what a request without ``steps`` runs; explicit steps and previews win."""
+    import json
+
+    import numpy as np
+    import soundfile as sf
+    from PIL import Image
+
+    from memo_model.loading import MANIFEST_NAME, load_pipeline
+    from memo_model.pipelines.estimate import estimate_time
+    from memo_model.pipelines.request import GenerationRequest
+    from memo_model.testing import write_random_tiny_weights
+
+    weights = write_random_tiny_weights(tmp_path / "weights")
+    manifest = json.loads((weights / MANIFEST_NAME).read_text())
+    (weights / MANIFEST_NAME).write_text(json.dumps({**manifest, "default_steps": 3}))
+    pipeline = load_pipeline(weights, device="cpu")
+    assert pipeline.model_info.default_steps == 3
+    Image.fromarray(np.full((64, 64, 3), 120, np.uint8)).save(tmp_path / "face.png")
+    sf.write(tmp_path / "speech.wav", 0.1 * np.random.default_rng(0).standard_normal(8000), 16000)
+    base = GenerationRequest(image=tmp_path / "face.png", audio=tmp_path / "speech.wav", crop_to_face=False)
+    assert base.steps is None and base.effective_steps() == 20  # without a model: the official 20
+    for name, changes, steps in (
+        ("default", {}, 3),
+        ("explicit", {"steps": 2}, 2),
+        ("preview", {"preview_seconds": 0.5, "preview_steps": 1}, 1),
+    ):
+        request = base.replace(output=tmp_path / f"{name}.mp4", **changes)
+        steps_seen = []
+        pipeline(request, callback=lambda progress: steps_seen.append(progress.num_steps))
+        assert set(steps_seen) == {steps}, name
+        assert estimate_time(pipeline, request, 0.5).steps == steps, name

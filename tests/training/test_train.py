@@ -91,6 +91,7 @@ def test_cached_frames_give_the_same_items_without_decoding_again(setup, monkeyp
             assert all(torch.equal(a[key], b[key]) for key in a)
     assert len(decoded) == 3 * len(plain) + len(plain)  # the plain dataset every time, the cached one once
 
+
 def test_stage1_trains_spatial_modules_and_writes_loadable_weights(setup, tmp_path):
     cfg = config(setup, tmp_path / "s1")
     weights = train(cfg)

@@ -1,0 +1,94 @@
+"""Real-time factor of a full-quality generation and of a preview: wall seconds per second of video.
+
+Runs the pipeline exactly as the CLI and the app do — one ``GenerationRequest`` on a bundled example portrait and
+speech — once to warm up, then ``--repeats`` times, and reports the median. "Full quality" is the request's
+defaults for the active model (its steps and guidance); a preview is what the app's Preview button asks for
+(the first ``preview_seconds`` at ``preview_steps``).
+
+    python bench/realtime.py                      # bundled MEMO-Tiny -> bench/results/realtime.json
+    python bench/realtime.py --steps 10 20        # full quality at other step counts too
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+EXAMPLES = ROOT / "assets" / "examples"
+
+
+def timed_runs(pipeline, request, repeats: int) -> tuple[float, float]:
+    """(median wall seconds, seconds of video) of ``repeats`` runs after one warm-up run."""
+    result = pipeline(request)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = pipeline(request)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), result.duration
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", help="a weights folder (default: the bundled MEMO-Tiny)")
+    parser.add_argument("--audio", default=str(EXAMPLES / "speech_1_happy_then_sad.wav"))
+    parser.add_argument("--image", default=str(EXAMPLES / "synthetic_person_1.png"))
+    parser.add_argument("--steps", type=int, nargs="*", default=[], help="extra full-quality step counts")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "realtime.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from memo_model.loading import load_pipeline
+    from memo_model.pipelines.guidance import guidance_plan
+    from memo_model.pipelines.request import LIMITS, GenerationRequest
+
+    pipeline = load_pipeline(args.weights, device="cpu")
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        base = GenerationRequest(image=args.image, audio=args.audio, output=Path(folder) / "out.mp4")
+        modes = [("full quality (defaults)", base)]
+        modes += [(f"full quality, {steps} steps", base.replace(steps=steps)) for steps in args.steps]
+        modes.append(("preview (app button)", base.replace(preview_seconds=float(LIMITS["preview_seconds"].default))))
+        for name, request in modes:
+            wall, video_seconds = timed_runs(pipeline, request, args.repeats)
+            passes = len(guidance_plan(*request.guidance_scales(pipeline.model_info.default_guidance)))
+            rows.append(
+                {
+                    "mode": name,
+                    "steps": request.effective_steps(pipeline.model_info.default_steps),
+                    "guidance_passes": passes,
+                    "video_seconds": round(video_seconds, 3),
+                    "wall_seconds": round(wall, 2),
+                    "real_time_factor": round(wall / video_seconds, 2),
+                }
+            )
+            print(f"{name:28s} {rows[-1]['steps']:3d} steps  {wall:7.1f} s for {video_seconds:5.2f} s "
+                  f"-> {rows[-1]['real_time_factor']:5.2f}x real time")  # fmt: skip
+    entry = {
+        "benchmark": "realtime",
+        "model": pipeline.model_info.name,
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "audio": Path(args.audio).name,
+        "rows": rows,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__},
+        "load_average_1min": round(os.getloadavg()[0], 2),
+    }
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(entry, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
