@@ -6,6 +6,7 @@ the 300 s run short: the denoiser's cost per step does not depend on the length,
 
     python bench/pipeline_length.py --seconds 5 60 300 --steps 2          # bench/results/pipeline_length.json
     python bench/pipeline_length.py --weights random-tiny --seconds 10 60  # the untrained test model
+    OMP_NUM_THREADS=1 python bench/pipeline_length.py ...                  # torch on one thread
 """
 
 import argparse
@@ -32,7 +33,6 @@ def run_one(weights: str, seconds: float, steps: int, workdir: str) -> dict:
     from memo_model.loading import load_pipeline
     from memo_model.pipelines.request import GenerationRequest
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     work = Path(workdir)
     rng = np.random.default_rng(0)
     t = np.arange(int(seconds * 16000)) / 16000
@@ -56,6 +56,8 @@ def run_one(weights: str, seconds: float, steps: int, workdir: str) -> dict:
         "wall_seconds": round(wall, 2),
         "seconds_per_clip": round(wall / len(result.clip_emotions.used), 3),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "threads": torch.get_num_threads(),
+        "load_average_1min": round(__import__("os").getloadavg()[0], 2),
         "rss_after_loading_mb": round(rss_loaded, 1),
     }
 
@@ -95,10 +97,16 @@ def main() -> None:
         "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
         "runs": rows,
     }
-    if len(rows) >= 2:
-        report["time_ratio_last_vs_first"] = round(rows[-1]["wall_seconds"] / rows[0]["wall_seconds"], 2)
-        report["audio_ratio_last_vs_first"] = round(rows[-1]["audio_seconds"] / rows[0]["audio_seconds"], 2)
-        report["peak_rss_ratio_last_vs_first"] = round(rows[-1]["peak_rss_mb"] / rows[0]["peak_rss_mb"], 3)
+    first = rows[0]
+    report["ratios_vs_first"] = [
+        {
+            "audio_seconds": row["audio_seconds"],
+            "audio_ratio": round(row["audio_seconds"] / first["audio_seconds"], 2),
+            "time_ratio": round(row["wall_seconds"] / first["wall_seconds"], 2),
+            "peak_rss_ratio": round(row["peak_rss_mb"] / first["peak_rss_mb"], 3),
+        }
+        for row in rows[1:]
+    ]
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(report, indent=2))
     print(f"{'audio s':>8} {'clips':>6} {'wall s':>8} {'s/clip':>7} {'peak RSS MB':>12}")
