@@ -108,8 +108,8 @@ def main() -> None:
         "generate_10s_seconds": generate,
         "generated_video_seconds": round(video_seconds, 2),
         "settings": (
-            "app defaults (preview: first 3 s at 8 steps; generate: 20 steps; "
-            "guidance: the model's default, 1.5 for MEMO-Tiny)"
+            "app defaults (preview: first 3 s at 8 steps; generate and guidance: the model's defaults, "
+            "10 steps and 1.5 for MEMO-Tiny)"
         ),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "load_average_1min": round(os.getloadavg()[0], 2),

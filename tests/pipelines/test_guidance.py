@@ -93,6 +93,6 @@ def test_unset_steps_take_the_models_default_steps(tmp_path):
     ):
         request = base.replace(output=tmp_path / f"{name}.mp4", **changes)
         steps_seen = []
-        pipeline(request, callback=lambda progress: steps_seen.append(progress.num_steps))
+        pipeline(request, callback=lambda progress, seen=steps_seen: seen.append(progress.num_steps))
         assert set(steps_seen) == {steps}, name
         assert estimate_time(pipeline, request, 0.5).steps == steps, name
