@@ -128,7 +128,7 @@ def synthetic_clip(pipeline, resolution: int, past_frames: int = CLIP) -> Synthe
 def denoise(pipeline, clip: SyntheticClip, index: torch.Tensor, model=None) -> torch.Tensor:
     """One denoiser call with ``len(index)`` guidance passes batched (index 0: unconditional face, 1: portrait)."""
     passes = len(index)
-    return (model or pipeline.diffusion_net)(
+    return (pipeline.diffusion_net if model is None else model)(
         clip.sample.expand(passes, -1, -1, -1, -1),
         torch.tensor(500.0),
         clip.reference.select(index),
