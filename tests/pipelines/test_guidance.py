@@ -1,9 +1,18 @@
 """Three-scale guidance: the plan, the combination, and its equivalence with the official single scale."""
 
-import pytest
-import torch
+import json
 
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from PIL import Image
+
+from memo_model.loading import MANIFEST_NAME, load_pipeline
+from memo_model.pipelines.estimate import estimate_time
 from memo_model.pipelines.guidance import PASSES, combine, guidance_plan
+from memo_model.pipelines.request import GenerationRequest
+from memo_model.testing import write_random_tiny_weights
 
 
 def test_equal_scales_need_two_passes_and_equal_official_cfg():
@@ -34,26 +43,22 @@ def test_nested_formula():
     torch.testing.assert_close(guided, expected)
 
 
-def test_unset_scales_take_the_models_default_guidance(tmp_path):
-    """A manifest's ``default_guidance`` fills the scales a request leaves unset; explicit scales win."""
-    import json
-
-    import numpy as np
-    import soundfile as sf
-    from PIL import Image
-
-    from memo_model.loading import MANIFEST_NAME, load_pipeline
-    from memo_model.pipelines.request import GenerationRequest
-    from memo_model.testing import write_random_tiny_weights
-
+def model_with_defaults(tmp_path, **defaults):
+    """The tiny random model with ``defaults`` added to its manifest, and a request on a flat face and noise."""
     weights = write_random_tiny_weights(tmp_path / "weights")
     manifest = json.loads((weights / MANIFEST_NAME).read_text())
-    (weights / MANIFEST_NAME).write_text(json.dumps({**manifest, "default_guidance": 1.0}))
-    pipeline = load_pipeline(weights, device="cpu")
-    assert pipeline.model_info.default_guidance == 1.0
+    (weights / MANIFEST_NAME).write_text(json.dumps({**manifest, **defaults}))
     Image.fromarray(np.full((64, 64, 3), 120, np.uint8)).save(tmp_path / "face.png")
     sf.write(tmp_path / "speech.wav", 0.1 * np.random.default_rng(0).standard_normal(8000), 16000)
-    base = GenerationRequest(image=tmp_path / "face.png", audio=tmp_path / "speech.wav", steps=1, crop_to_face=False)
+    request = GenerationRequest(image=tmp_path / "face.png", audio=tmp_path / "speech.wav", crop_to_face=False)
+    return load_pipeline(weights, device="cpu"), request
+
+
+def test_unset_scales_take_the_models_default_guidance(tmp_path):
+    """A manifest's ``default_guidance`` fills the scales a request leaves unset; explicit scales win."""
+    pipeline, base = model_with_defaults(tmp_path, default_guidance=1.0)
+    assert pipeline.model_info.default_guidance == 1.0
+    base = base.replace(steps=1)
     for name, changes, scales, passes in (
         ("default", {}, [1.0, 1.0, 1.0], ["full"]),
         ("explicit", {"audio_guidance": 2.0}, [1.0, 2.0, 1.0], ["reference", "reference+audio", "full"]),
@@ -66,25 +71,8 @@ def test_unset_scales_take_the_models_default_guidance(tmp_path):
 
 def test_unset_steps_take_the_models_default_steps(tmp_path):
     """A manifest's ``default_steps`` is what a request without ``steps`` runs; explicit steps and previews win."""
-    import json
-
-    import numpy as np
-    import soundfile as sf
-    from PIL import Image
-
-    from memo_model.loading import MANIFEST_NAME, load_pipeline
-    from memo_model.pipelines.estimate import estimate_time
-    from memo_model.pipelines.request import GenerationRequest
-    from memo_model.testing import write_random_tiny_weights
-
-    weights = write_random_tiny_weights(tmp_path / "weights")
-    manifest = json.loads((weights / MANIFEST_NAME).read_text())
-    (weights / MANIFEST_NAME).write_text(json.dumps({**manifest, "default_steps": 3}))
-    pipeline = load_pipeline(weights, device="cpu")
+    pipeline, base = model_with_defaults(tmp_path, default_steps=3)
     assert pipeline.model_info.default_steps == 3
-    Image.fromarray(np.full((64, 64, 3), 120, np.uint8)).save(tmp_path / "face.png")
-    sf.write(tmp_path / "speech.wav", 0.1 * np.random.default_rng(0).standard_normal(8000), 16000)
-    base = GenerationRequest(image=tmp_path / "face.png", audio=tmp_path / "speech.wav", crop_to_face=False)
     assert base.steps is None and base.effective_steps() == 20  # without a model: the official 20
     for name, changes, steps in (
         ("default", {}, 3),
