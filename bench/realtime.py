@@ -67,7 +67,7 @@ def main() -> None:
             rows.append(
                 {
                     "mode": name,
-                    "steps": request.effective_steps(pipeline.model_info.default_steps),
+                    "steps": pipeline.model_info.steps_for(request),
                     "guidance_passes": passes,
                     "video_seconds": round(video_seconds, 3),
                     "wall_seconds": round(wall, 2),

@@ -40,7 +40,14 @@ from memo_model.audio.emotion import (
 from memo_model.audio.io import SAMPLE_RATE, load_audio
 from memo_model.errors import InputError, SetupError
 from memo_model.pipelines.estimate import estimate_time
-from memo_model.pipelines.request import CLIP_FRAMES, LIMITS, OFFICIAL_GUIDANCE, OFFICIAL_STEPS, GenerationRequest
+from memo_model.pipelines.request import (
+    CLIP_FRAMES,
+    LIMITS,
+    OFFICIAL_GUIDANCE,
+    OFFICIAL_STEPS,
+    PREVIEW_STEPS,
+    GenerationRequest,
+)
 from memo_model.vision.face import load_image, prepare_portrait
 
 USE_DETECTED = "use detected"
@@ -52,7 +59,6 @@ NO_MODEL_MESSAGE = (
     "in the Model panel."
 )
 PREVIEW_SECONDS = float(LIMITS["preview_seconds"].default)
-PREVIEW_STEPS = int(LIMITS["preview_steps"].default)
 DISPLAY_SIDE = 256  # crop previews and clip GIFs are shown at least this large (MEMO-Tiny works at 16-64 px)
 STATUS_INTERVAL = 0.5  # seconds between streamed status updates during a run
 ANALYSIS_CACHE = 8  # analysed audio files kept, so edits re-plot without re-running the detector
@@ -85,11 +91,16 @@ class AudioAnalysis:
         return math.ceil(math.ceil(self.duration * self.fps) / CLIP_FRAMES)
 
 
+def count(number: int, noun: str) -> str:
+    """``count(1, "step")`` is "1 step", ``count(8, "step")`` "8 steps"."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def _gpu_seconds(pipeline, request: GenerationRequest, *args, **kwargs) -> int:
     """The ZeroGPU reservation for one run, from the audio length and the steps."""
-    seconds = request.preview_seconds or request.max_audio_seconds
+    seconds = request.preview_length or request.max_audio_seconds
     clips = math.ceil(seconds * request.fps / CLIP_FRAMES)
-    steps = request.effective_steps(pipeline.model_info.default_steps)
+    steps = pipeline.model_info.steps_for(request)
     return int(GPU_OVERHEAD_SECONDS + clips * steps * GPU_SECONDS_PER_CLIP_STEP)
 
 
@@ -239,6 +250,10 @@ class StudioService:
     def default_steps(self) -> int:
         """The active model's denoising steps for the steps slider (the official 20 without a model)."""
         return OFFICIAL_STEPS if self.pipeline is None else self.pipeline.model_info.default_steps
+
+    def preview_steps(self) -> int:
+        """The active model's preview steps (8 without a model)."""
+        return PREVIEW_STEPS if self.pipeline is None else self.pipeline.model_info.preview_steps
 
     def default_guidance(self) -> float:
         """The active model's guidance scale for all three sliders (the official 3.5 without a model)."""
@@ -519,7 +534,6 @@ class StudioService:
             memory_decay=None if model_decay else float(memory_decay),
             crop_scale=float(crop_scale),
             preview_seconds=PREVIEW_SECONDS if preview else None,
-            preview_steps=PREVIEW_STEPS,
             max_audio_seconds=self.settings.max_audio_seconds,
         )
         request.validate()
@@ -667,8 +681,8 @@ class StudioService:
         worker = threading.Thread(target=work, name="memo-generation", daemon=True)
         worker.start()
         clips: list[tuple[str, str]] = []
-        steps = request.effective_steps(pipeline.model_info.default_steps)
-        kind = f"Preview ({request.preview_seconds:g} s, {steps} steps)" if preview else "Generation"
+        steps = pipeline.model_info.steps_for(request)
+        kind = f"Preview ({request.preview_length:g} s, {count(steps, 'step')})" if preview else "Generation"
         status = f"{kind}: preparing the portrait, audio and emotions…"
         yield None, clips, status, None, request.seed
         last_yield = time.perf_counter()

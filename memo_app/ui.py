@@ -12,10 +12,10 @@ from memo_app.service import (
     GLOBAL_CHOICES,
     PAPER_MEMORY_DECAY,
     PREVIEW_SECONDS,
-    PREVIEW_STEPS,
     TABLE_HEADERS,
     USE_DETECTED,
     StudioService,
+    count,
 )
 from memo_model.audio.emotion import SELECTABLE_EMOTIONS
 from memo_model.pipelines.request import LIMITS
@@ -189,7 +189,8 @@ def build_demo(service: StudioService) -> gr.Blocks:
                 gr.Markdown("### 5 · Run")
                 with gr.Row():
                     preview = gr.Button(
-                        f"Preview (first {PREVIEW_SECONDS:g} s, {PREVIEW_STEPS} steps)", elem_id="preview"
+                        f"Preview (first {PREVIEW_SECONDS:g} s, {count(service.preview_steps(), 'step')})",
+                        elem_id="preview",
                     )
                     generate = gr.Button("Generate", variant="primary", elem_id="generate")
                     cancel = gr.Button("Cancel", variant="stop", elem_id="cancel")

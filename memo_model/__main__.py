@@ -22,11 +22,25 @@ def _add_weights_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--emotion2vec", help="emotion2vec_plus_large folder (official path only)")
     group.add_argument("--face-analysis", help="insightface model pack folder (default: WEIGHTS/misc/face_analysis)")
     group.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+    speed = parser.add_argument_group("speed (docs/PERFORMANCE.md)")
+    speed.add_argument("--cpu-offload", action="store_true", help="small GPUs: one large component on it at a time")
+    speed.add_argument("--compile", action="store_true", help="torch.compile the diffusion net (slow first clip)")
+    speed.add_argument("--channels-last", action="store_true", help="NHWC convolutions (slower on CPU)")
+    speed.add_argument(
+        "--exact-final-step", action="store_true", help="run the denoiser at the last step too (σ 0.001 -> 0)"
+    )
 
 
 def _load(args: argparse.Namespace):
     from memo_model.loading import load_pipeline
+    from memo_model.pipelines.speed import SpeedOptions
 
+    options = SpeedOptions(
+        reuse_final_velocity=not args.exact_final_step,
+        channels_last=args.channels_last,
+        compile=args.compile,
+        cpu_offload=args.cpu_offload,
+    )
     return load_pipeline(
         args.weights,
         device=args.device,
@@ -34,6 +48,7 @@ def _load(args: argparse.Namespace):
         wav2vec2=args.wav2vec2,
         emotion2vec=args.emotion2vec,
         face_analysis=args.face_analysis,
+        options=options,
     )
 
 
@@ -65,6 +80,7 @@ def generate(args: argparse.Namespace) -> int:
         past_frames=args.past_frames,
         memory_decay=args.memory_decay,
         preview_seconds=args.preview_seconds,
+        preview_steps=args.preview_steps,
     ).validate()
     pipeline = _load(args)
     bar = tqdm(total=None, unit="step", desc="generating")
@@ -167,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--fps", type=_limited("fps"), default=LIMITS["fps"].default)
     gen.add_argument("--past-frames", type=_limited("past_frames"), default=LIMITS["past_frames"].default)
     gen.add_argument("--memory-decay", type=float, help=LIMITS["memory_decay"].help)
-    gen.add_argument("--preview-seconds", type=float, help="only the first S seconds, with fewer steps")
+    gen.add_argument("--preview-seconds", type=float, help="only the first S seconds (whole clips), with fewer steps")
+    gen.add_argument("--preview-steps", type=_limited("preview_steps"), help="preview steps (default: the model's)")
     _add_weights_options(gen)
     gen.set_defaults(func=generate)
 

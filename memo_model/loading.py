@@ -309,6 +309,7 @@ def load_pipeline(
     wav2vec2: str | Path | None = None,
     emotion2vec: str | Path | None = None,
     face_analysis: str | Path | None = None,
+    options=None,
 ):
     """A ready ``MemoPipeline``.
 
@@ -317,17 +318,19 @@ def load_pipeline(
     checkpoint has none and gets the official choices); or a hub id such as ``memoavatar/memo``, downloaded with
     huggingface_hub. ``vae`` / ``wav2vec2`` / ``emotion2vec`` / ``face_analysis`` override where those parts come
     from (the official checkpoint needs them: its VAE and wav2vec2 live in their own hub repositories).
+    ``options``: a ``SpeedOptions`` (pipelines/speed.py: CPU offload, torch.compile, channels-last, ...).
     """
     from diffusers import AutoencoderKL
 
     from memo_model.pipelines.pipeline_memo import MemoPipeline, ModelInfo
-    from memo_model.pipelines.request import OFFICIAL_GUIDANCE, OFFICIAL_STEPS
+    from memo_model.pipelines.request import OFFICIAL_GUIDANCE, OFFICIAL_STEPS, PREVIEW_STEPS
 
     folder, source = resolve_weights(weights)
     manifest = read_manifest(folder)
     device = choose_device(device)
     dtype = choose_dtype(device, dtype)
-    components = load_components(folder, dtype=dtype, device=device)
+    offload = options is not None and options.cpu_offload  # then the large parts wait in CPU memory
+    components = load_components(folder, dtype=dtype, device="cpu" if offload else device)
     vae_model = AutoencoderKL.from_pretrained(_local_or_hub(vae or manifest["vae"], folder), torch_dtype=dtype)
     classifier = components.get("audio_emotion_classifier")  # runs on the CPU in fp32, like the official one
     notes = [manifest.get("notes", "")]
@@ -368,8 +371,10 @@ def load_pipeline(
             notes=" ".join(note for note in notes if note),
             default_guidance=float(manifest.get("default_guidance", OFFICIAL_GUIDANCE)),
             default_steps=int(manifest.get("default_steps", OFFICIAL_STEPS)),
+            preview_steps=int(manifest.get("preview_steps", PREVIEW_STEPS)),
         ),
         device=device,
         dtype=dtype,
+        options=options,
     )
     return pipeline

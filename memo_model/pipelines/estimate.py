@@ -62,11 +62,11 @@ def clips_for(audio_seconds: float, fps: int) -> int:
 def estimate_time(pipeline, request: GenerationRequest, audio_seconds: float) -> TimeEstimate:
     """Seconds ``pipeline(request)`` should take for ``audio_seconds`` of audio (after the preview cut)."""
     if request.is_preview:
-        audio_seconds = min(audio_seconds, request.preview_seconds)
+        audio_seconds = min(audio_seconds, request.preview_length)
     passes = len(guidance_plan(*request.guidance_scales(pipeline.model_info.default_guidance)))
     resolution = request.resolution or pipeline.model_info.resolution
     calibration = calibrate(pipeline, request, passes, resolution)
-    clips, steps = clips_for(audio_seconds, request.fps), request.effective_steps(pipeline.model_info.default_steps)
+    clips, steps = clips_for(audio_seconds, request.fps), pipeline.model_info.steps_for(request)
     return TimeEstimate(calibration.seconds(clips, steps), clips, steps, passes, calibration)
 
 

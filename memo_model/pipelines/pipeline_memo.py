@@ -3,9 +3,11 @@
 The whole long-video loop lives here, so every caller (CLI, app, tests, benchmarks) gets the same behaviour:
 
     for each clip of 16 frames:
-        reference net on [reference, past frames]        once per clip, per reference condition
+        reference net on [reference, past frames]        once per clip, per reference condition (the portrait's
+                                                         features once per video: the net sees frames alone)
         memory write from the past frames                once per clip (Eq. 3, 4)
-        denoising steps: diffusion net, guidance passes batched, FlowMatch Euler
+        denoising steps: diffusion net, guidance passes batched, FlowMatch Euler (speed.py: the last step,
+                                                         σ 0.001 -> 0, reuses the previous velocity)
         VAE decode in bounded batches -> frames streamed to the mp4 writer
 
 Official behaviour reproduced (checkpoint_spec.md §1.5-1.7): clip 0 looks back on the reference image repeated
@@ -35,10 +37,17 @@ from memo_model.audio.io import SAMPLE_RATE, load_audio
 from memo_model.models.diffusion_net import DiffusionNet
 from memo_model.models.memory_temporal import TemporalMemory
 from memo_model.models.projections import AudioProjection, ImageProjection
-from memo_model.models.reference_net import ReferenceNet
+from memo_model.models.reference_net import ReferenceFeatures, ReferenceNet
 from memo_model.pipelines.emotions import ClipEmotions, plan_emotions
 from memo_model.pipelines.guidance import combine, guidance_plan
-from memo_model.pipelines.request import CLIP_FRAMES, OFFICIAL_GUIDANCE, OFFICIAL_STEPS, GenerationRequest
+from memo_model.pipelines.request import (
+    CLIP_FRAMES,
+    OFFICIAL_GUIDANCE,
+    OFFICIAL_STEPS,
+    PREVIEW_STEPS,
+    GenerationRequest,
+)
+from memo_model.pipelines.speed import ModelOffload, SpeedOptions, prepare_modules, skips_denoiser
 from memo_model.vision.face import IdentityEmbedder, PreparedPortrait, prepare_portrait
 from memo_model.vision.video_io import VideoWriter, frames_to_uint8
 
@@ -60,6 +69,13 @@ class ModelInfo:
     default_guidance: float = OFFICIAL_GUIDANCE
     # Denoising steps for requests that leave them unset (manifest ``default_steps``; official 20).
     default_steps: int = OFFICIAL_STEPS
+    # A preview's steps unless the request sets them (manifest ``preview_steps``): MEMO-Tiny's 1 keeps previews
+    # faster than real time on 2 CPU cores, at the cost of flatter colours (docs/PERFORMANCE.md).
+    preview_steps: int = PREVIEW_STEPS
+
+    def steps_for(self, request: GenerationRequest) -> int:
+        """The denoising steps ``request`` runs on this model."""
+        return request.effective_steps(self.default_steps, self.preview_steps)
 
 
 @dataclass(frozen=True)
@@ -110,6 +126,7 @@ class MemoPipeline:
         model_info: ModelInfo | None = None,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
+        options: SpeedOptions | None = None,
     ):
         self.vae, self.reference_net, self.diffusion_net = vae, reference_net, diffusion_net
         self.image_proj, self.audio_proj = image_proj, audio_proj
@@ -121,10 +138,14 @@ class MemoPipeline:
         self.device, self.dtype = torch.device(device), dtype
         self.latent_factor = 2 ** (len(vae.config.block_out_channels) - 1)
         self.model_info = model_info or ModelInfo("unnamed", "memory", resolution=512)
+        self.options = options or SpeedOptions()
+        self.offload = ModelOffload(self.device, self.options.cpu_offload)
+        offloaded = (vae, reference_net, diffusion_net) if self.options.cpu_offload else ()
         for module in self.modules().values():
             if next(module.parameters()).dtype != dtype:
                 module.to(dtype=dtype)
-            module.to(self.device).eval().requires_grad_(False)
+            module.to("cpu" if module in offloaded else self.device).eval().requires_grad_(False)
+        prepare_modules(self.modules(), self.options)
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {
@@ -140,16 +161,23 @@ class MemoPipeline:
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
         """pixels: (n, 3, H, W) in [-1, 1] -> latents (n, c, h, w): posterior mean x scaling factor."""
         latents = [
-            self.vae.encode(chunk.to(self.device, self.dtype)).latent_dist.mean for chunk in pixels.split(DECODE_BATCH)
+            self.offload.use(self.vae).encode(chunk.to(self.device, self.dtype)).latent_dist.mean
+            for chunk in pixels.split(DECODE_BATCH)
         ]
         return torch.cat(latents) * self.vae.config.scaling_factor
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """latents: (n, c, h, w) -> pixels (n, 3, H, W) in [0, 1], float32, in bounded batches."""
         frames = [
-            self.vae.decode(chunk / self.vae.config.scaling_factor).sample for chunk in latents.split(DECODE_BATCH)
+            self.offload.use(self.vae).decode(chunk / self.vae.config.scaling_factor).sample
+            for chunk in latents.split(DECODE_BATCH)
         ]
         return (torch.cat(frames).float() / 2 + 0.5).clamp(0, 1)
+
+    def reference_features(self, latents: torch.Tensor, faces: torch.Tensor) -> ReferenceFeatures:
+        """Reference-net features of the frames ``latents`` (f, c, h, w), once per face condition in ``faces``."""
+        stack = rearrange(latents, "f c h w -> 1 c f h w").expand(len(faces), -1, -1, -1, -1)
+        return self.offload.use(self.reference_net)(stack, faces)
 
     def face_tokens(self, portrait: PreparedPortrait) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
         """(unconditional, conditional) face tokens (1, m, c) each, plus the embedder's warnings."""
@@ -187,7 +215,7 @@ class MemoPipeline:
         # 3. Audio, features and emotions
         waveform = load_audio(request.audio, max_seconds=request.max_audio_seconds)
         if request.is_preview:
-            waveform = waveform[: int(request.preview_seconds * SAMPLE_RATE)]
+            waveform = waveform[: round(request.preview_length * SAMPLE_RATE)]
         fps = request.fps
         emotions = plan_emotions(waveform, self.emotion_detector, request, CLIP_FRAMES)  # on the mix, as official
         feature_waveform = waveform if self.vocal_separator is None else self.vocal_separator(waveform)
@@ -207,11 +235,16 @@ class MemoPipeline:
         condition_index = torch.tensor([face_conditions.index(p.reference) for p in passes])
         use_reference = torch.tensor([p.reference for p in passes], device=self.device)
 
+        # The reference net is a 2D UNet: it sees each frame on its own. So the portrait's features are computed
+        # once per video, and a clip runs it only on past frames that are not the portrait (clip 0 has none).
+        portrait_features = self.reference_features(reference_latent, faces)
+        past_is_portrait = True
+
         # 5. Clip loop
         output = _output_path(request)
         writer = VideoWriter(output, fps=fps, audio=waveform, audio_sample_rate=SAMPLE_RATE)
         generator = torch.Generator("cpu").manual_seed(request.seed)
-        steps = request.effective_steps(self.model_info.default_steps)
+        steps = self.model_info.steps_for(request)
         decay_override = request.memory_decay
         past = reference_latent.repeat(request.past_frames, 1, 1, 1)  # (p, c, h, w): clip 0 looks at the portrait
         memory: TemporalMemory | None = None
@@ -223,11 +256,12 @@ class MemoPipeline:
                 if clip >= num_clips:
                     break
                 # 5a. Reference net and memory write, once per clip
-                stack = torch.cat([reference_latent, past])  # (1 + p, c, h, w)
-                stack = rearrange(stack, "f c h w -> 1 c f h w").expand(len(face_conditions), -1, -1, -1, -1)
-                reference = self.reference_net(stack, faces)
+                if past_is_portrait:  # [portrait, past frames] = the portrait 1 + p times
+                    reference = portrait_features.repeat_frames(1 + request.past_frames)
+                else:
+                    reference = portrait_features.followed_by(self.reference_features(past, faces))
                 carried = memory if request.memory_mode == "full" else None  # ablations forget between clips
-                memory = self.diffusion_net.write_memory(reference, carried, decay=decay_override)
+                memory = self.offload.use(self.diffusion_net).write_memory(reference, carried, decay=decay_override)
 
                 # 5b. Per-pass conditions, batched
                 audio_tokens = self.audio_proj(audio_clip[None].to(self.device, self.dtype))  # (1, f, m, c)
@@ -242,32 +276,38 @@ class MemoPipeline:
                 latents = torch.randn((1, 4, CLIP_FRAMES, latent_size, latent_size), generator=generator)
                 latents = latents.to(self.device, self.dtype)
                 self.scheduler.set_timesteps(steps, device=self.device)
+                guided = None
                 for step, t in enumerate(self.scheduler.timesteps):
                     if should_stop():
                         raise Cancelled
-                    velocity = self.diffusion_net(
-                        latents.expand(len(passes), -1, -1, -1, -1),
-                        t,
-                        pass_reference,
-                        pass_faces,
-                        pass_audio,
-                        pass_emotion,
-                        memory=pass_memory,
-                        use_reference=use_reference,
-                        memory_decay=decay_override,
-                    )
-                    guided = combine(velocity.float(), coefficients)[None]
+                    sigma = float(self.scheduler.sigmas[step])
+                    if not skips_denoiser(sigma, self.options, have_velocity=guided is not None):
+                        velocity = self.offload.use(self.diffusion_net)(
+                            latents.expand(len(passes), -1, -1, -1, -1),
+                            t,
+                            pass_reference,
+                            pass_faces,
+                            pass_audio,
+                            pass_emotion,
+                            memory=pass_memory,
+                            use_reference=use_reference,
+                            memory_decay=decay_override,
+                        )
+                        guided = combine(velocity.float(), coefficients)[None]
                     latents = self.scheduler.step(guided, t, latents.float()).prev_sample.to(self.dtype)
                     if callback is not None:
                         callback(_progress(clip, num_clips, step + 1, steps, loop_started))
 
-                # 5d. Decode, stream out, remember the last frames
-                frames = self.decode(rearrange(latents, "1 c f h w -> f c h w"))  # (f, 3, H, W) in [0, 1]
+                # 5d. Decode (the last clip only up to the end of the audio), stream out, remember the last frames
+                last_clip = clip == num_clips - 1
+                kept = min(CLIP_FRAMES, writer.frames_left or CLIP_FRAMES) if last_clip else CLIP_FRAMES
+                frames = self.decode(rearrange(latents[:, :, :kept], "1 c f h w -> f c h w"))  # (f, 3, H, W), [0, 1]
                 frames_uint8 = frames_to_uint8(rearrange(frames, "f c H W -> f H W c").cpu().numpy())
                 writer.write(frames_uint8)
-                if request.memory_mode != "reference":
+                if request.memory_mode != "reference" and not last_clip:
                     recent = self.encode(frames[-request.past_frames :] * 2 - 1)
                     past = torch.cat([past, recent])[-request.past_frames :]
+                    past_is_portrait = False
                 if callback is not None:
                     callback(_progress(clip, num_clips, steps, steps, loop_started, frames_uint8))
         except Cancelled:

@@ -4,6 +4,7 @@
 ``GenerationRequest.validate()`` enforces it with messages a person can act on.
 """
 
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from memo_model.errors import InputError
 
 OFFICIAL_GUIDANCE = 3.5  # configs/inference.yaml cfg_scale (one scale for everything)
 OFFICIAL_STEPS = 20  # configs/inference.yaml num_inference_steps
+PREVIEW_STEPS = 8  # a preview's steps unless the model says otherwise (manifest ``preview_steps``)
 CLIP_FRAMES = 16  # frames generated per clip (paper appendix D)
 MEMORY_MODES = ("full", "recent", "reference")  # see GenerationRequest
 
@@ -49,7 +51,7 @@ LIMITS: dict[str, Limit] = {
     ),
     "crop_scale": Limit(1.0, 3.0, 1.8, 0.05, "Crop scale", "Size of the square crop around the face, in face boxes."),
     "preview_seconds": Limit(0.5, 30.0, 3.0, 0.5, "Preview length (s)", "A preview animates only the first seconds."),
-    "preview_steps": Limit(1, 50, 8, 1, "Preview steps", "Denoising steps used by a preview."),
+    "preview_steps": Limit(1, 50, PREVIEW_STEPS, 1, "Preview steps", "Denoising steps used by a preview."),
     "max_audio_seconds": Limit(1.0, 3600.0, 600.0, 1.0, "Longest audio (s)", "Longer audio is refused: trim it."),
 }
 
@@ -65,10 +67,10 @@ class GenerationRequest:
     ``emotion`` sets one emotion for the whole video (``None`` = use what is detected in the audio);
     ``emotion_segments`` are ``(start_s, end_s, label)`` overrides for parts of it. ``steps``, ``resolution``,
     the three guidance scales and ``memory_decay`` default to the active model's. ``preview_seconds`` makes a
-    preview: only the first seconds, with at most ``preview_steps`` denoising steps. ``memory_mode`` is for the
-    paper's Table 2 ablation: ``"full"`` carries the memory across clips (MEMO), ``"recent"`` keeps only the last
-    past frames (the memory is rewritten every clip, as the original release did), ``"reference"`` looks only at
-    the portrait (past frames = the reference).
+    preview: only the first seconds (rounded up to whole clips), with at most ``preview_steps`` denoising steps
+    (``None``: the model's). ``memory_mode`` is for the paper's Table 2 ablation: ``"full"`` carries the memory
+    across clips (MEMO), ``"recent"`` keeps only the last past frames (the memory is rewritten every clip, as the
+    original release did), ``"reference"`` looks only at the portrait (past frames = the reference).
     """
 
     image: str | Path
@@ -88,7 +90,7 @@ class GenerationRequest:
     crop_scale: float = float(LIMITS["crop_scale"].default)
     crop_to_face: bool = True
     preview_seconds: float | None = None
-    preview_steps: int = int(LIMITS["preview_steps"].default)
+    preview_steps: int | None = None  # None: the model's preview steps (8 unless its manifest says otherwise)
     max_audio_seconds: float = float(LIMITS["max_audio_seconds"].default)
     memory_mode: str = "full"
 
@@ -96,10 +98,22 @@ class GenerationRequest:
     def is_preview(self) -> bool:
         return self.preview_seconds is not None
 
-    def effective_steps(self, model_default: int = OFFICIAL_STEPS) -> int:
-        """The steps this request runs: its own or the model's default, at most ``preview_steps`` in a preview."""
+    @property
+    def preview_length(self) -> float | None:
+        """Seconds a preview animates: ``preview_seconds`` rounded up to whole clips of ``CLIP_FRAMES`` frames, whose
+        frames are all generated anyway (3 s at 30 fps: 6 clips, 3.2 s); ``None`` when this is not a preview."""
+        if not self.is_preview:
+            return None
+        clips = math.ceil(math.ceil(self.preview_seconds * self.fps - 1e-6) / CLIP_FRAMES)
+        return clips * CLIP_FRAMES / self.fps
+
+    def effective_steps(self, model_default: int = OFFICIAL_STEPS, model_preview: int = PREVIEW_STEPS) -> int:
+        """The steps this request runs: its own or the model's default; in a preview at most the preview steps
+        (the request's ``preview_steps`` or the model's)."""
         steps = model_default if self.steps is None else self.steps
-        return min(steps, self.preview_steps) if self.is_preview else steps
+        if not self.is_preview:
+            return steps
+        return min(steps, model_preview if self.preview_steps is None else self.preview_steps)
 
     def problems(self) -> list[str]:
         """Every reason this request cannot run, in plain words (empty when it is valid)."""

@@ -102,6 +102,11 @@ class VideoWriter:
         return math.ceil(seconds * self.fps - 1e-6)  # tolerance: 1.0 s at 30 fps is 30 frames, not 31
 
     @property
+    def frames_left(self) -> int | None:
+        """Frames the video still takes before it reaches the end of the audio (``None``: no limit)."""
+        return None if self.max_frames is None else max(self.max_frames - self.frames_written, 0)
+
+    @property
     def duration(self) -> float:
         """Seconds of video written so far."""
         return self.frames_written / self.fps
@@ -124,7 +129,7 @@ class VideoWriter:
         elif frames.shape[1:3] != self.frame_size:
             raise ValueError(f"All frames must be {self.frame_size} (H, W); got {tuple(frames.shape[1:3])}.")
         if self.max_frames is not None:
-            frames = frames[: max(self.max_frames - self.frames_written, 0)]
+            frames = frames[: self.frames_left]
         if len(frames) == 0:
             return
         try:

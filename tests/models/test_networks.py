@@ -52,6 +52,23 @@ def test_batched_samples_equal_separate_runs(tiny):
             torch.testing.assert_close(batched[i : i + 1], alone, rtol=1e-4, atol=1e-5)
 
 
+def test_reference_net_sees_each_frame_on_its_own(tiny):
+    """The pipeline computes the portrait's features once per video and joins them to the past frames' (or repeats
+    them while the past frames are the portrait): both must equal one run over the whole stack."""
+    inputs = tiny_inputs(tiny, batch=2, past=3)
+    net, face = tiny["reference_net"], tiny["image_proj"](inputs["face_embedding"])
+    stack = inputs["reference_latents"]
+    with torch.no_grad():
+        whole = net(stack, face)
+        joined = net(stack[:, :, :1], face).followed_by(net(stack[:, :, 1:], face))
+        portrait_only = net(stack[:, :, :1].expand(-1, -1, 4, -1, -1), face)
+        repeated = net(stack[:, :, :1], face).repeat_frames(4)
+    for expected, got in ((whole, joined), (portrait_only, repeated)):
+        assert len(got.layers) == len(expected.layers)
+        for a, b in zip(expected.layers, got.layers, strict=True):
+            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+
+
 def test_dropping_the_reference_ignores_the_reference_image(tiny):
     wake_zero_init(tiny["diffusion_net"])
     inputs = tiny_inputs(tiny, batch=1)

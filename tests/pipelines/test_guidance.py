@@ -70,14 +70,18 @@ def test_unset_scales_take_the_models_default_guidance(tmp_path):
 
 
 def test_unset_steps_take_the_models_default_steps(tmp_path):
-    """A manifest's ``default_steps`` is what a request without ``steps`` runs; explicit steps and previews win."""
-    pipeline, base = model_with_defaults(tmp_path, default_steps=3)
-    assert pipeline.model_info.default_steps == 3
+    """A manifest's ``default_steps`` is what a request without ``steps`` runs, its ``preview_steps`` what a
+    preview without ``preview_steps`` runs (at most the run's steps); explicit values win."""
+    pipeline, base = model_with_defaults(tmp_path, default_steps=3, preview_steps=2)
+    assert (pipeline.model_info.default_steps, pipeline.model_info.preview_steps) == (3, 2)
     assert base.steps is None and base.effective_steps() == 20  # without a model: the official 20
+    assert base.replace(preview_seconds=1.0).effective_steps() == 8  # and a preview's 8
     for name, changes, steps in (
         ("default", {}, 3),
         ("explicit", {"steps": 2}, 2),
-        ("preview", {"preview_seconds": 0.5, "preview_steps": 1}, 1),
+        ("preview", {"preview_seconds": 0.5}, 2),
+        ("preview, explicit", {"preview_seconds": 0.5, "preview_steps": 1}, 1),
+        ("preview, fewer steps", {"preview_seconds": 0.5, "steps": 1}, 1),
     ):
         request = base.replace(output=tmp_path / f"{name}.mp4", **changes)
         steps_seen = []

@@ -42,6 +42,18 @@ def test_two_clips_to_mp4_with_audio(pipeline, media, tmp_path):
     assert set(sidecar["timings_seconds"]) >= {"prepare", "generate", "total"}
 
 
+def test_the_vae_sees_only_frames_the_video_keeps(pipeline, media, tmp_path, monkeypatch):
+    """1 s = 30 frames in 2 clips: the last clip decodes only its 14 kept frames, and nothing is re-encoded after
+    it (no clip follows); the portrait and clip 0's 16 past frames are encoded."""
+    decoded, encoded = [], []
+    decode, encode = pipeline.vae.decode, pipeline.vae.encode
+    monkeypatch.setattr(pipeline.vae, "decode", lambda z, *a, **k: decoded.append(len(z)) or decode(z, *a, **k))
+    monkeypatch.setattr(pipeline.vae, "encode", lambda x, *a, **k: encoded.append(len(x)) or encode(x, *a, **k))
+    result = pipeline(request(media, tmp_path, seconds=1.0, steps=1))
+    assert result.num_frames == 30 and sum(decoded) == 30
+    assert sum(encoded) == 1 + 16
+
+
 def test_seeded_runs_are_identical_and_seeds_differ(pipeline, media, tmp_path):
     runs = []
     for i, seed in enumerate((7, 7, 8)):
@@ -84,8 +96,9 @@ def test_cancel_leaves_a_playable_partial_video(pipeline, media, tmp_path):
 
 
 def test_preview_uses_first_seconds_and_fewer_steps(pipeline, media, tmp_path):
+    """0.5 s = 15 frames at 30 fps, rounded up to one whole clip of 16 frames."""
     result = pipeline(request(media, tmp_path, seconds=2.0, steps=20, preview_seconds=0.5, preview_steps=1))
-    assert result.num_frames == 15
+    assert result.num_frames == 16
     assert json.loads(result.settings_path.read_text())["steps"] == 1
 
 

@@ -1,0 +1,92 @@
+"""Speed options (pipelines/speed.py): each one leaves the video as it was, within numerical noise."""
+
+import numpy as np
+import pytest
+import torch
+
+from memo_model.loading import load_pipeline
+from memo_model.pipelines.request import GenerationRequest
+from memo_model.pipelines.speed import ModelOffload, SpeedOptions, skips_denoiser
+
+
+def frames_and_calls(pipeline, media, tmp_path, name, steps=4):
+    """The uint8 frames of a 1 s video (2 clips) and how many times the denoiser ran."""
+    calls, frames = [], []
+    forward = pipeline.diffusion_net.forward
+    pipeline.diffusion_net.forward = lambda *a, **k: calls.append(1) or forward(*a, **k)
+    try:
+        request = GenerationRequest(
+            image=media / "portrait.png", audio=media / "speech_1s.wav", output=tmp_path / f"{name}.mp4", steps=steps
+        )
+        pipeline(request, callback=lambda p: p.frames is not None and frames.append(p.frames))
+    finally:
+        del pipeline.diffusion_net.forward  # back to the class's forward
+    return np.concatenate(frames).astype(int), len(calls)
+
+
+@pytest.fixture(scope="module")
+def exact_run(weights, media, tmp_path_factory):
+    """The reference: every option off, the denoiser at every step."""
+    pipeline = load_pipeline(weights, device="cpu", options=SpeedOptions(reuse_final_velocity=False))
+    return frames_and_calls(pipeline, media, tmp_path_factory.mktemp("exact"), "exact")
+
+
+def test_only_the_last_step_reuses_a_velocity():
+    options = SpeedOptions()
+    assert skips_denoiser(0.001, options, have_velocity=True)
+    assert not skips_denoiser(0.001, options, have_velocity=False)  # a 1-step schedule has nothing to reuse
+    assert not skips_denoiser(0.112, options, have_velocity=True)
+    assert not skips_denoiser(0.001, SpeedOptions(reuse_final_velocity=False), have_velocity=True)
+
+
+def test_reusing_the_final_velocity_saves_a_call_per_clip_and_changes_nothing_visible(
+    pipeline, media, tmp_path, exact_run
+):
+    exact_frames, exact_calls = exact_run
+    frames, calls = frames_and_calls(pipeline, media, tmp_path, "fast")  # the default options
+    assert exact_calls == 2 * 4 and calls == 2 * 3  # 2 clips of 4 steps; the σ = 0.001 step reuses
+    assert np.abs(frames - exact_frames).max() <= 2  # uint8 levels: the last step moves latents by 0.1 %
+
+
+def test_cpu_offload_moves_one_large_component_at_a_time_and_changes_nothing(weights, media, tmp_path, exact_run):
+    """On this CPU-only machine the moves are CPU to CPU; what is checked is the order and the result."""
+    options = SpeedOptions(reuse_final_velocity=False, cpu_offload=True)
+    pipeline = load_pipeline(weights, device="cpu", options=options)
+    used = []
+    use = pipeline.offload.use
+    pipeline.offload.use = lambda module: used.append(module) or use(module)
+    frames, _ = frames_and_calls(pipeline, media, tmp_path, "offload")
+    np.testing.assert_array_equal(frames, exact_run[0])
+    large = {id(pipeline.vae): "vae", id(pipeline.reference_net): "ref", id(pipeline.diffusion_net): "unet"}
+    order = [large[id(m)] for m in used]
+    runs = [name for i, name in enumerate(order) if i == 0 or order[i - 1] != name]
+    # portrait encode, portrait features, then per clip: memory + denoiser, decode (+ encode), reference net
+    assert runs == ["vae", "ref", "unet", "vae", "ref", "unet", "vae"]
+    assert pipeline.offload.moves == len(runs)
+
+
+def test_model_offload_sends_the_idle_component_to_storage():
+    # Without a GPU: run on the CPU and store on "meta", a device that needs no hardware (and keeps no values).
+    offload = ModelOffload("cpu", enabled=True, storage="meta")
+    a, b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    assert offload.use(a) is a and a.weight.device.type == "cpu"
+    offload.use(b)
+    assert b.weight.device.type == "cpu" and a.weight.device.type == "meta"
+    assert offload.moves == 2 and offload.use(b) is b and offload.moves == 2  # already there: no move
+    assert ModelOffload("cpu", enabled=False).use(a) is a
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        SpeedOptions(reuse_final_velocity=False, channels_last=True),
+        pytest.param(SpeedOptions(reuse_final_velocity=False, compile=True), marks=pytest.mark.slow),
+    ],
+    ids=["channels_last", "compile"],
+)
+def test_layout_and_compile_options_change_nothing_visible(weights, media, tmp_path, exact_run, options):
+    pipeline = load_pipeline(weights, device="cpu", options=options)
+    if options.channels_last:
+        assert pipeline.vae.decoder.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    frames, _ = frames_and_calls(pipeline, media, tmp_path, "option")
+    assert np.abs(frames - exact_run[0]).max() <= 2
