@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -38,7 +39,7 @@ def ten_second_speech(folder: Path) -> Path:
     return path
 
 
-def timed_run(page, button: str, finished_text: str) -> float:
+def timed_run(page, button: str, finished_text: str | re.Pattern) -> float:
     """Click and wait for the status line "<kind> finished in ..."; seconds from the click."""
     started = time.perf_counter()
     page.locator(button).click()
@@ -87,7 +88,7 @@ def main() -> None:
             page.wait_for_timeout(500)
             page.screenshot(path=str(images / "app_before.png"), full_page=True)
 
-            preview = timed_run(page, "#preview", "steps) finished")
+            preview = timed_run(page, "#preview", re.compile(r"Preview \(.*\) finished"))
             page.wait_for_timeout(500)
             generate = timed_run(page, "#generate", "Generation finished")
             page.wait_for_function(
@@ -108,8 +109,8 @@ def main() -> None:
         "generate_10s_seconds": generate,
         "generated_video_seconds": round(video_seconds, 2),
         "settings": (
-            "app defaults (preview: first 3 s at 8 steps; generate and guidance: the model's defaults, "
-            "10 steps and 1.5 for MEMO-Tiny)"
+            "app defaults (preview: the first 3 s in whole clips, 3.2 s, at the model's preview steps, 1 for "
+            "MEMO-Tiny; generate and guidance: the model's defaults, 10 steps and 1.5 for MEMO-Tiny)"
         ),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "load_average_1min": round(os.getloadavg()[0], 2),

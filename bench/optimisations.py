@@ -1,7 +1,7 @@
 """Each inference optimisation on vs off, on one clip of MEMO-Tiny (or another weights folder).
 
-Every row times the same work both ways (median of ``--repeats`` after a warm-up) and reports the largest absolute
-difference of the outputs, so a speed-up that changes results shows up:
+Every row times the same work both ways, alternately (median of ``--repeats`` after a warm-up), and reports the
+largest absolute difference of the outputs, so a speed-up that changes results shows up:
 
 - ``memory_write``: the KV write as one batched matmul (ours) vs the three-operand einsum it replaced;
 - ``guidance_batching``: two guidance passes in one denoiser call vs two calls of one pass;
@@ -10,7 +10,12 @@ difference of the outputs, so a speed-up that changes results shows up:
 - ``sdpa``: PyTorch's scaled_dot_product_attention (diffusers AttnProcessor2_0) vs the explicit softmax(QKᵀ)V;
 - ``channels_last``: the denoiser's convolutions in channels-last memory format vs contiguous;
 - ``torch_compile``: ``torch.compile`` of the denoiser (steady state; the compile time is reported apart);
-- ``vae_decode_batch``: 16 frames decoded in batches of 8 (the pipeline's bound) vs all at once.
+- ``vae_decode_batch``: 16 frames decoded in batches of 8 (the pipeline's bound) vs all at once;
+- ``portrait_features_once``: the reference net on the past frames only, joined to the portrait's features computed
+  once per video, vs the reference net on [portrait, past frames] every clip;
+- ``final_velocity_reuse``: a whole generation (the bundled 5 s example, the model's steps) with the last
+  Euler step (σ 0.001 -> 0) reusing the previous velocity vs calling the denoiser there too; the difference is in
+  uint8 frame levels.
 
     python bench/optimisations.py                     # writes bench/results/optimisations.json
 """
@@ -32,14 +37,17 @@ import torch  # noqa: E402
 CLIP = 16  # frames per clip, as bench/components.py
 
 
-def timed(function, repeats: int) -> tuple[float, object]:
-    output = function()
-    times = []
+def timed_pair(on, off, repeats: int) -> tuple[float, object, float, object]:
+    """Median seconds and output of ``on`` and ``off``, run alternately after a warm-up of each, so that a change
+    in the machine's load (it is shared) hits both sides alike."""
+    outputs = [on(), off()]
+    times: list[list[float]] = [[], []]
     for _ in range(repeats):
-        started = time.perf_counter()
-        output = function()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times), output
+        for side, function in enumerate((on, off)):
+            started = time.perf_counter()
+            outputs[side] = function()
+            times[side].append(time.perf_counter() - started)
+    return statistics.median(times[0]), outputs[0], statistics.median(times[1]), outputs[1]
 
 
 def max_difference(a, b) -> float:
@@ -55,8 +63,7 @@ def max_difference(a, b) -> float:
 
 
 def row(name: str, on, off, repeats: int, note: str = "", off_factor: float = 1.0) -> dict:
-    on_seconds, on_output = timed(on, repeats)
-    off_seconds, off_output = timed(off, repeats)
+    on_seconds, on_output, off_seconds, off_output = timed_pair(on, off, repeats)
     off_seconds *= off_factor
     return {
         "optimisation": name,
@@ -82,6 +89,45 @@ def einsum_write(self, past, memory, decay):
         return MemoryState(new_kv, new_k)
     carry = decay**num_past
     return MemoryState(memory.kv * carry + new_kv, memory.k * carry + new_k)
+
+
+def final_velocity_row(weights, repeats: int) -> dict:
+    """The whole pipeline on the bundled 5 s example with and without reusing the last step's velocity."""
+    import tempfile
+
+    import numpy as np
+
+    from memo_model.loading import load_pipeline
+    from memo_model.pipelines.request import GenerationRequest
+    from memo_model.pipelines.speed import SpeedOptions
+
+    examples = ROOT / "assets" / "examples"
+    folder = Path(tempfile.mkdtemp())
+
+    def generate(reuse: bool):
+        pipeline = load_pipeline(weights, device="cpu", options=SpeedOptions(reuse_final_velocity=reuse))
+        request = GenerationRequest(
+            image=examples / "synthetic_person_1.png", audio=examples / "speech_1_happy_then_sad.wav"
+        )
+
+        def run():
+            frames = []
+            pipeline(
+                request.replace(output=folder / "out.mp4"),
+                callback=lambda p: p.frames is not None and frames.append(p.frames),
+            )
+            return torch.from_numpy(np.concatenate(frames).astype(np.float32))
+
+        return run
+
+    steps = load_pipeline(weights, device="cpu").model_info.default_steps
+    return row(
+        "final_velocity_reuse",
+        generate(True),
+        generate(False),
+        repeats,
+        f"whole 5 s generation at {steps} steps: {steps - 1} vs {steps} denoiser calls per clip; diff in uint8 levels",
+    )
 
 
 def main() -> None:
@@ -222,6 +268,20 @@ def main() -> None:
                 "16 frames in batches of 8 vs one batch of 16; bounds activation memory at 512 px",
             )
         )
+
+        portrait, past = stack[:, :, :1], stack[:, :, 1:]
+        portrait_features = pipeline.reference_net(portrait, faces)
+        rows.append(
+            row(
+                "portrait_features_once",
+                lambda: portrait_features.followed_by(pipeline.reference_net(past, faces)),
+                lambda: pipeline.reference_net(stack, faces),
+                args.repeats,
+                f"reference net on {past.shape[2]} vs {stack.shape[2]} frames; per clip (clip 0: none vs 17)",
+            )
+        )
+
+    rows.append(final_velocity_row(args.weights, max(1, args.repeats // 2)))
 
     result = {
         "benchmark": "optimisations",

@@ -7,6 +7,7 @@ defaults for the active model (its steps and guidance); a preview is what the ap
 
     python bench/realtime.py                      # bundled MEMO-Tiny -> bench/results/realtime.json
     python bench/realtime.py --steps 10 20        # full quality at other step counts too
+    python bench/realtime.py --long               # also full quality on the four bundled speeches joined (20 s)
 """
 
 import argparse
@@ -38,12 +39,24 @@ def timed_runs(pipeline, request, repeats: int) -> tuple[float, float]:
     return statistics.median(times), result.duration
 
 
+def joined_speech(folder: Path) -> Path:
+    """The bundled speeches one after another in one wav (4 + 5 + 5 + 6 s)."""
+    import numpy as np
+    import soundfile as sf
+
+    parts = [sf.read(path, dtype="float32") for path in sorted(EXAMPLES.glob("speech_*.wav"))]
+    path = folder / "joined_speech.wav"
+    sf.write(path, np.concatenate([audio for audio, _ in parts]), parts[0][1])
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", help="a weights folder (default: the bundled MEMO-Tiny)")
     parser.add_argument("--audio", default=str(EXAMPLES / "speech_1_happy_then_sad.wav"))
     parser.add_argument("--image", default=str(EXAMPLES / "synthetic_person_1.png"))
     parser.add_argument("--steps", type=int, nargs="*", default=[], help="extra full-quality step counts")
+    parser.add_argument("--long", action="store_true", help="also the four bundled speeches joined (20 s)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "realtime.json"))
@@ -59,6 +72,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         base = GenerationRequest(image=args.image, audio=args.audio, output=Path(folder) / "out.mp4")
         modes = [("full quality (defaults)", base)]
+        if args.long:
+            modes.append(("full quality, 20 s of speech", base.replace(audio=joined_speech(Path(folder)))))
         modes += [(f"full quality, {steps} steps", base.replace(steps=steps)) for steps in args.steps]
         modes.append(("preview (app button)", base.replace(preview_seconds=float(LIMITS["preview_seconds"].default))))
         for name, request in modes:

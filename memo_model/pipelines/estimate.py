@@ -1,10 +1,11 @@
 """How long a request will take on this pipeline's device, calibrated by a short probe (shown before a run).
 
-A run costs ``overhead + clips x (per_clip + steps x per_step)``: ``per_step`` is one batched denoiser call (all
-guidance passes), ``per_clip`` the reference net, memory write, VAE decode/encode and audio projection of a clip,
-``overhead`` the portrait, audio features, emotion detection and the video writer. Three tiny runs of the real
-pipeline — (1 clip, 1 step), (1 clip, 2 steps), (2 clips, 1 step) — give the three numbers, so the estimate
-measures exactly the code that will run. Probes are cached per (number of guidance passes, resolution).
+A run costs ``overhead + clips x (per_clip + calls x per_call)``: ``per_call`` is one batched denoiser call (all
+guidance passes; ``calls`` per clip is the steps, less the reused last one: speed.py), ``per_clip`` the reference
+net, memory write, VAE decode/encode and audio projection of a clip, ``overhead`` the portrait, audio features,
+emotion detection and the video writer. Three tiny runs of the real pipeline — (1 clip, 1 step), (1 clip, 3 steps),
+(2 clips, 1 step) — give the three numbers, so the estimate measures exactly the code that will run. Probes are
+cached per (number of guidance passes, resolution).
 """
 
 import math
@@ -20,6 +21,7 @@ from PIL import Image
 from memo_model.audio.io import SAMPLE_RATE
 from memo_model.pipelines.guidance import guidance_plan
 from memo_model.pipelines.request import CLIP_FRAMES, GenerationRequest
+from memo_model.pipelines.speed import denoiser_calls
 
 
 @dataclass(frozen=True)
@@ -28,12 +30,12 @@ class Calibration:
 
     overhead: float
     per_clip: float
-    per_step: float
+    per_call: float  # one denoiser call
     passes: int
     resolution: int
 
-    def seconds(self, clips: int, steps: int) -> float:
-        return self.overhead + clips * (self.per_clip + steps * self.per_step)
+    def seconds(self, clips: int, calls: int) -> float:
+        return self.overhead + clips * (self.per_clip + calls * self.per_call)
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,8 @@ def estimate_time(pipeline, request: GenerationRequest, audio_seconds: float) ->
     resolution = request.resolution or pipeline.model_info.resolution
     calibration = calibrate(pipeline, request, passes, resolution)
     clips, steps = clips_for(audio_seconds, request.fps), pipeline.model_info.steps_for(request)
-    return TimeEstimate(calibration.seconds(clips, steps), clips, steps, passes, calibration)
+    seconds = calibration.seconds(clips, denoiser_calls(steps, pipeline.options))
+    return TimeEstimate(seconds, clips, steps, passes, calibration)
 
 
 def calibrate(pipeline, request: GenerationRequest, passes: int, resolution: int) -> Calibration:
@@ -107,7 +110,8 @@ def _probe(pipeline, request: GenerationRequest, passes: int, resolution: int) -
 
         seconds(1, 1)  # warm-up: first calls allocate and pick kernels
         one = seconds(1, 1)
-        per_step = max(0.0, seconds(1, 2) - one)
-        per_clip = max(0.0, seconds(2, 1) - one - per_step)
-        overhead = max(0.0, one - per_clip - per_step)
-    return Calibration(overhead, per_clip, per_step, passes, resolution)
+        extra_calls = denoiser_calls(3, pipeline.options) - 1
+        per_call = max(0.0, (seconds(1, 3) - one) / extra_calls)
+        per_clip = max(0.0, seconds(2, 1) - one - per_call)
+        overhead = max(0.0, one - per_clip - per_call)
+    return Calibration(overhead, per_clip, per_call, passes, resolution)

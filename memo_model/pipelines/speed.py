@@ -34,6 +34,11 @@ def skips_denoiser(sigma: float, options: SpeedOptions, have_velocity: bool) -> 
     return options.reuse_final_velocity and have_velocity and sigma <= FINAL_SIGMA * 1.001
 
 
+def denoiser_calls(steps: int, options: SpeedOptions) -> int:
+    """Denoiser calls per clip for ``steps`` steps (every FlowMatch schedule of 2+ steps ends at σ 0.001)."""
+    return steps - 1 if options.reuse_final_velocity and steps >= 2 else steps
+
+
 def prepare_modules(modules: dict[str, torch.nn.Module], options: SpeedOptions) -> None:
     """Apply the layout and compile options in place (the modules keep their class and attributes)."""
     if options.channels_last:

@@ -16,8 +16,8 @@ from memo_model.testing import write_random_tiny_weights
 
 def test_clip_count_and_the_linear_model():
     assert clips_for(0.1, 30) == 1 and clips_for(16 / 30, 30) == 1 and clips_for(17 / 30, 30) == 2
-    calibration = Calibration(overhead=1.0, per_clip=0.5, per_step=0.25, passes=2, resolution=64)
-    assert calibration.seconds(clips=4, steps=20) == pytest.approx(1.0 + 4 * (0.5 + 20 * 0.25))
+    calibration = Calibration(overhead=1.0, per_clip=0.5, per_call=0.25, passes=2, resolution=64)
+    assert calibration.seconds(clips=4, calls=19) == pytest.approx(1.0 + 4 * (0.5 + 19 * 0.25))
 
 
 def test_estimate_predicts_a_run_and_reuses_its_probe(tmp_path):
@@ -36,6 +36,7 @@ def test_estimate_predicts_a_run_and_reuses_its_probe(tmp_path):
     estimate = estimate_time(pipeline, request, seconds)
     assert (estimate.clips, estimate.steps, estimate.passes) == (6, 3, 2)
     assert "6 clips x 3 steps" in estimate.describe()
+    assert estimate.seconds == pytest.approx(estimate.calibration.seconds(6, 2))  # the last step reuses a velocity
 
     started = time.perf_counter()
     estimate_time(pipeline, request, 60.0)  # same passes and resolution: the cached calibration, no probe
