@@ -209,7 +209,7 @@ class StudioService:
 
     # --- model panel ------------------------------------------------------------------------------------------
 
-    def load_model(self, weights: str | None) -> tuple[str, dict]:
+    def load_model(self, weights: str | None) -> tuple[str, dict, dict]:
         """Load weights (a folder, a hub id, or empty = the bundled MEMO-Tiny); on error keep the model we had."""
         from memo_model.loading import CheckpointError, load_pipeline  # imports torch: only when a model is loaded
 
@@ -224,7 +224,7 @@ class StudioService:
                 else:
                     self.model_error = f"Could not load `{source or 'the bundled model'}`: {error}"
             self._analyses.clear()  # detections depend on the model's detector
-        return self.model_status(), self.resolution_update()
+        return self.model_status(), self.resolution_update(), gr.update(value=self.preview_label())
 
     def model_status(self) -> str:
         lines = []
@@ -254,6 +254,10 @@ class StudioService:
     def preview_steps(self) -> int:
         """The active model's preview steps (8 without a model)."""
         return PREVIEW_STEPS if self.pipeline is None else self.pipeline.model_info.preview_steps
+
+    def preview_label(self) -> str:
+        """The Preview button's text: what a preview covers with the active model."""
+        return f"Preview (first {PREVIEW_SECONDS:g} s, {count(self.preview_steps(), 'step')})"
 
     def default_guidance(self) -> float:
         """The active model's guidance scale for all three sliders (the official 3.5 without a model)."""

@@ -11,11 +11,9 @@ import gradio as gr
 from memo_app.service import (
     GLOBAL_CHOICES,
     PAPER_MEMORY_DECAY,
-    PREVIEW_SECONDS,
     TABLE_HEADERS,
     USE_DETECTED,
     StudioService,
-    count,
 )
 from memo_model.audio.emotion import SELECTABLE_EMOTIONS
 from memo_model.pipelines.request import LIMITS
@@ -188,10 +186,7 @@ def build_demo(service: StudioService) -> gr.Blocks:
 
                 gr.Markdown("### 5 · Run")
                 with gr.Row():
-                    preview = gr.Button(
-                        f"Preview (first {PREVIEW_SECONDS:g} s, {count(service.preview_steps(), 'step')})",
-                        elem_id="preview",
-                    )
+                    preview = gr.Button(service.preview_label(), elem_id="preview")
                     generate = gr.Button("Generate", variant="primary", elem_id="generate")
                     cancel = gr.Button("Cancel", variant="stop", elem_id="cancel")
                 estimate = gr.Markdown(elem_classes="memo-status", elem_id="run-estimate")
@@ -273,7 +268,7 @@ def build_demo(service: StudioService) -> gr.Blocks:
         load_model.click(
             service.load_model,
             weights,
-            [model_status, resolution],
+            [model_status, resolution, preview],
             api_name="load_model",
             concurrency_id=GENERATION,
             concurrency_limit=1,

@@ -49,3 +49,19 @@ def test_without_a_model_inputs_work_and_generation_explains(tmp_path, monkeypat
     assert "detection is unavailable" in summary and table[0][2] == "—"
     with pytest.raises(Exception, match="No model is loaded"):
         next(service.run((), preview=True, session="test"))
+
+
+def test_the_preview_button_names_the_active_models_preview_steps(tmp_path):
+    import json
+
+    from memo_model.loading import MANIFEST_NAME
+    from memo_model.testing import write_random_tiny_weights
+
+    plain = write_random_tiny_weights(tmp_path / "plain")
+    quick = write_random_tiny_weights(tmp_path / "quick")
+    manifest = json.loads((quick / MANIFEST_NAME).read_text())
+    (quick / MANIFEST_NAME).write_text(json.dumps({**manifest, "preview_steps": 1}))
+    service = StudioService(AppSettings(weights=str(quick), output_dir=tmp_path / "out"))
+    assert service.preview_label() == "Preview (first 3 s, 1 step)"
+    _, _, button = service.load_model(str(plain))
+    assert button["value"] == "Preview (first 3 s, 8 steps)"  # loading a model relabels the button
