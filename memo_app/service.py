@@ -39,7 +39,7 @@ from memo_model.audio.emotion import (
 )
 from memo_model.audio.io import SAMPLE_RATE, load_audio
 from memo_model.errors import InputError, SetupError
-from memo_model.pipelines.estimate import estimate_time
+from memo_model.pipelines.estimate import clips_for, estimate_time
 from memo_model.pipelines.request import (
     CLIP_FRAMES,
     LIMITS,
@@ -98,8 +98,7 @@ def count(number: int, noun: str) -> str:
 
 def _gpu_seconds(pipeline, request: GenerationRequest, *args, **kwargs) -> int:
     """The ZeroGPU reservation for one run, from the audio length and the steps."""
-    seconds = request.preview_length or request.max_audio_seconds
-    clips = math.ceil(seconds * request.fps / CLIP_FRAMES)
+    clips = clips_for(request.preview_length or request.max_audio_seconds, request.fps)
     steps = pipeline.model_info.steps_for(request)
     return int(GPU_OVERHEAD_SECONDS + clips * steps * GPU_SECONDS_PER_CLIP_STEP)
 

@@ -19,7 +19,6 @@ Legend: c latent channels, f frames per clip, p past frames, h w latent size, H 
 """
 
 import json
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -375,8 +374,3 @@ def _write_sidecar(result, request, model_info, resolution, steps, plan) -> None
         "emotion_labels": list(EMOTION_LABELS),
     }
     result.settings_path.write_text(json.dumps(data, indent=2))
-
-
-def clip_count(num_samples: int, fps: int) -> int:
-    """Clips of 16 frames needed for an audio of ``num_samples`` (the last one padded)."""
-    return math.ceil(math.ceil(num_samples / SAMPLE_RATE * fps) / CLIP_FRAMES)

@@ -4,11 +4,12 @@
 ``GenerationRequest.validate()`` enforces it with messages a person can act on.
 """
 
-import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from memo_model.audio.emotion import EMOTION_LABELS
+from memo_model.audio.features import padded_frame_count
+from memo_model.audio.io import SAMPLE_RATE
 from memo_model.errors import InputError
 
 OFFICIAL_GUIDANCE = 3.5  # configs/inference.yaml cfg_scale (one scale for everything)
@@ -104,8 +105,8 @@ class GenerationRequest:
         frames are all generated anyway (3 s at 30 fps: 6 clips, 3.2 s); ``None`` when this is not a preview."""
         if not self.is_preview:
             return None
-        clips = math.ceil(math.ceil(self.preview_seconds * self.fps - 1e-6) / CLIP_FRAMES)
-        return clips * CLIP_FRAMES / self.fps
+        samples = round(self.preview_seconds * SAMPLE_RATE)
+        return padded_frame_count(samples, self.fps, CLIP_FRAMES) / self.fps  # as the pipeline counts the frames
 
     def effective_steps(self, model_default: int = OFFICIAL_STEPS, model_preview: int = PREVIEW_STEPS) -> int:
         """The steps this request runs: its own or the model's default; in a preview at most the preview steps

@@ -23,6 +23,8 @@ FINAL_SIGMA = 1e-3  # diffusers' FlowMatch sigma_min (1 / num_train_timesteps): 
 
 @dataclass(frozen=True)
 class SpeedOptions:
+    """How a ``MemoPipeline`` runs (see the module docstring); the defaults are the measured best on CPU."""
+
     reuse_final_velocity: bool = True
     channels_last: bool = False
     compile: bool = False
