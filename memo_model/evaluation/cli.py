@@ -37,6 +37,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         weights=args.weights,
         device=args.device,
         workers=args.workers,
+        guidance=None if args.guidance is None else tuple(args.guidance),
     ).validate()
     pipeline = load_pipeline(args.weights, device=args.device)
     result = evaluate(pipeline, config)
@@ -68,6 +69,13 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed for the data and the generation")
     parser.add_argument(
         "--parts", type=_parts, default=PARTS, help=f"comma-separated subset of {','.join(PARTS)} (default: all)"
+    )
+    parser.add_argument(
+        "--guidance",
+        type=float,
+        nargs=3,
+        metavar=("REFERENCE", "AUDIO", "EMOTION"),
+        help="guidance scales for every video (default: the model's)",
     )
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument(

@@ -76,6 +76,8 @@ class EvaluationConfig:
     # Videos generated at once, each in its own process with cpu_count // workers torch threads. Small models on
     # CPU use cores better this way than with threads; the results are the same as with one worker (same seeds).
     workers: int = 1
+    # None: the model's defaults (MEMO-Tiny: 1.5 each); else (reference, audio, emotion) guidance for every video
+    guidance: tuple[float, float, float] | None = None
 
     def validate(self) -> "EvaluationConfig":
         problems = []
@@ -84,6 +86,8 @@ class EvaluationConfig:
             problems.append(f"Unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}.")
         if not self.parts:
             problems.append(f"Choose at least one part of {', '.join(PARTS)}.")
+        if self.guidance is not None and (len(self.guidance) != 3 or min(self.guidance) < 0):
+            problems.append(f"--guidance takes three scales >= 0 (reference, audio, emotion); got {self.guidance}.")
         if self.workers < 1:
             problems.append(f"--workers must be at least 1; got {self.workers}.")
         if self.samples < 1:
@@ -103,6 +107,7 @@ class EvaluationConfig:
         data = asdict(self)
         data["output"] = str(self.output)
         data["parts"] = list(self.parts)
+        data["guidance"] = None if self.guidance is None else list(self.guidance)
         return data
 
 
@@ -116,6 +121,8 @@ def reproduce_command(config: EvaluationConfig) -> str:
     words += ["--seed", str(config.seed), "--parts", ",".join(config.parts), "--output", str(config.output)]
     if config.workers > 1:
         words += ["--workers", str(config.workers)]
+    if config.guidance is not None:
+        words += ["--guidance", *(f"{scale:g}" for scale in config.guidance)]
     return shlex.join(words)
 
 
@@ -285,6 +292,9 @@ def evaluate(pipeline, config: EvaluationConfig, log: Callable[[str], None] = pr
     parts = set(config.parts)
     timings: dict[str, float] = {}
 
+    names = ("reference_guidance", "audio_guidance", "emotion_guidance")
+    guidance = {} if config.guidance is None else dict(zip(names, config.guidance, strict=True))
+
     def request(row: dict, name: str, **changes) -> GenerationRequest:
         return GenerationRequest(
             image=row["reference"],
@@ -294,6 +304,7 @@ def evaluate(pipeline, config: EvaluationConfig, log: Callable[[str], None] = pr
             steps=config.steps,
             crop_to_face=config.crop_to_face,
             max_audio_seconds=max(600.0, config.long_seconds + config.window_seconds + 1),
+            **guidance,
             **changes,
         )
 

@@ -19,6 +19,7 @@ also written in the official layout under ``output_dir/weights`` for ``load_pipe
 """
 
 import csv
+import dataclasses
 import json
 import math
 import random
@@ -34,7 +35,14 @@ from memo_model.config import load_yaml, to_dict
 from memo_model.errors import InputError
 from memo_model.loading import MANIFEST_NAME, load_components, save_components
 from memo_model.models.presets import COMPONENT_CLASSES, preset_config
-from memo_model.training.losses import SPIKE_THRESHOLD, add_noise, filter_spikes, flow_matching_loss, sample_sigmas
+from memo_model.training.losses import (
+    SPIKE_THRESHOLD,
+    add_noise,
+    filter_spikes,
+    flow_matching_loss,
+    motion_weights,
+    sample_sigmas,
+)
 from memo_model.training.stages import STAGES, apply_stage
 
 TRAINED_COMPONENTS = ("reference_net", "diffusion_net", "image_proj", "audio_proj")
@@ -88,6 +96,7 @@ class TrainConfig:
     log_every: int = 10
     dropout: DropoutConfig = field(default_factory=DropoutConfig)
     loss_weighting: str = "official"
+    motion_loss_weight: float = 0.0  # > 0: losses.motion_weights (MEMO-Tiny's lip-sync aid; 0 = the paper's loss)
     spike_threshold: float | None = SPIKE_THRESHOLD
     # The 0.1 threshold assumes a converged loss (~0.03, §4.3); from scratch the first losses are far above it, so
     # the filter starts after this many steps.
@@ -292,7 +301,8 @@ def training_step(nets, vae, batch, config: TrainConfig, uses_audio: bool, num_p
     velocity = nets["diffusion_net"](
         noisy, sigmas * 1000, reference, face_tokens, audio_tokens, emotion, memory, use_reference=keep_reference
     )
-    per_sample = flow_matching_loss(velocity, latents, noise, sigmas, config.loss_weighting)
+    weights = motion_weights(latents, config.motion_loss_weight) if config.motion_loss_weight else None
+    per_sample = flow_matching_loss(velocity, latents, noise, sigmas, config.loss_weighting, weights)
     loss, dropped = filter_spikes(per_sample, threshold)
     return loss, per_sample.detach(), dropped
 
@@ -315,5 +325,8 @@ def _prune(folder: Path, keep: int) -> None:
 
 
 def main_from_args(args) -> int:
-    train(load_yaml(TrainConfig, args.config), resume=args.resume)
+    config = load_yaml(TrainConfig, args.config)
+    if getattr(args, "max_steps", None) is not None:
+        config = dataclasses.replace(config, max_steps=args.max_steps)
+    train(config, resume=args.resume)
     return 0

@@ -9,6 +9,7 @@ import torch
 
 from memo_model.data.synthetic.analyzer import load_analyzer
 from memo_model.data.synthetic.sample import make_sample
+from memo_model.errors import InputError
 from memo_model.evaluation.evaluate import (
     PARTS,
     EvaluationConfig,
@@ -149,6 +150,13 @@ def test_cli_parses_the_documented_options():
     assert parser.parse_args(["evaluate", "--output", "x"]).parts == PARTS
     with pytest.raises(SystemExit):
         parser.parse_args(["evaluate", "--parts", "lipsync,fid", "--output", "x"])
+    assert parser.parse_args(["evaluate", "--output", "x"]).guidance is None  # the model's defaults
+    scales = parser.parse_args(["evaluate", "--guidance", "1.5", "1.5", "3", "--output", "x"]).guidance
+    assert scales == [1.5, 1.5, 3.0]
+    config = EvaluationConfig(output="x", guidance=tuple(scales))
+    assert "--guidance 1.5 1.5 3" in reproduce_command(config)
+    with pytest.raises(InputError, match="guidance"):
+        EvaluationConfig(output="x", guidance=(1.0, -1.0, 1.0)).validate()
 
 
 def test_worker_processes_give_the_same_videos_as_one_process(tmp_path):

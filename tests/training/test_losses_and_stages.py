@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from memo_model.models.presets import build_components
-from memo_model.training.losses import add_noise, filter_spikes, flow_matching_loss, sample_sigmas
+from memo_model.training.losses import add_noise, filter_spikes, flow_matching_loss, motion_weights, sample_sigmas
 from memo_model.training.stages import STAGES, apply_stage
 
 
@@ -39,6 +39,32 @@ def test_official_weighting_is_the_x0_error_and_paper_is_lambda_eps_error():
     torch.testing.assert_close(flow_matching_loss(v_hat, x0, noise, sigmas, "paper"), paper)
     with pytest.raises(ValueError, match="weighting"):
         flow_matching_loss(v_hat, x0, noise, sigmas, "l1")
+
+
+def test_motion_weights_favour_what_moves_and_keep_the_loss_scale():
+    generator = torch.Generator().manual_seed(0)
+    latents = 0.01 * torch.randn(2, 4, 8, 6, 6, generator=generator)
+    latents[0, :, ::2, 1, 2] += 1.0  # sample 0: one pixel opens and closes like a mouth
+    latents[1, :, :4, 4, 4] += 1.0  # sample 1: another pixel changes once
+    weights = motion_weights(latents, 4.0)
+    assert weights.shape == (2, 1, 1, 6, 6)
+    torch.testing.assert_close(weights.mean(dim=(3, 4)).flatten(), torch.ones(2))  # mean 1: same loss scale
+    assert weights[0, 0, 0, 1, 2] > 5 * weights[0, 0, 0].median()
+    assert weights[1, 0, 0, 4, 4] > 5 * weights[1, 0, 0].median()
+    assert torch.equal(motion_weights(latents, 0.0), torch.ones_like(weights))  # strength 0: the paper's loss
+
+    x0, noise, sigmas = latents, torch.randn(latents.shape, generator=generator), torch.tensor([0.5, 0.5])
+    exact = noise - x0
+    torch.testing.assert_close(
+        flow_matching_loss(exact + 0.1, x0, noise, sigmas, pixel_weights=torch.ones_like(weights)),
+        flow_matching_loss(exact + 0.1, x0, noise, sigmas),
+    )
+    wrong_mouth = exact.clone()
+    wrong_mouth[0, :, :, 1, 2] += 1.0  # an error where it moves counts more than the plain mean
+    assert (
+        flow_matching_loss(wrong_mouth, x0, noise, sigmas, pixel_weights=weights)[0]
+        > 5 * flow_matching_loss(wrong_mouth, x0, noise, sigmas)[0]
+    )
 
 
 def test_spike_filter_drops_samples_above_threshold():

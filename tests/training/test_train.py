@@ -1,6 +1,7 @@
 """Training smoke tests on the tiny preset: each stage runs, resumes, trains only its parameters, and runs
 distributed under `accelerate launch` with 2 CPU processes (gloo)."""
 
+import argparse
 import csv
 import json
 import os
@@ -18,7 +19,7 @@ from memo_model.data.dataset import TalkingFaceDataset, cache_audio_features
 from memo_model.data.synthetic.dataset_writer import DatasetSpec, write_dataset
 from memo_model.loading import load_components, load_pipeline
 from memo_model.testing import tiny_vae
-from memo_model.training.train import TrainConfig, train
+from memo_model.training.train import TrainConfig, main_from_args, train
 from memo_model.vision.face import ThumbnailEmbedder
 
 MELS = 8
@@ -110,7 +111,8 @@ def test_resume_continues_from_the_last_checkpoint(setup, tmp_path):
     output = tmp_path / "resume"
     train(config(setup, output, max_steps=2))
     assert sorted(p.name for p in (output / "checkpoints").iterdir()) == ["step-1", "step-2"]
-    train(config(setup, output, max_steps=3), resume=True)
+    # the CLI's --max-steps goes past the config's max_steps (2) on resume
+    main_from_args(argparse.Namespace(config=str(tmp_path / "resume.yaml"), resume=True, max_steps=3))
     assert logged_steps(output) == [1, 2, 3]
     assert sorted(p.name for p in (output / "checkpoints").iterdir()) == ["step-2", "step-3"]  # keeps 2
 
@@ -118,7 +120,8 @@ def test_resume_continues_from_the_last_checkpoint(setup, tmp_path):
 def test_stage2_warmup_changes_only_the_new_modules(setup, tmp_path):
     stage1 = train(config(setup, tmp_path / "s1"))
     before = load_components(stage1)
-    after = load_components(train(config(setup, tmp_path / "warm", stage="stage2_warmup", init_from=str(stage1))))
+    warmup = config(setup, tmp_path / "warm", stage="stage2_warmup", init_from=str(stage1), motion_loss_weight=2.0)
+    after = load_components(train(warmup))
     changed_new = 0
     for name, parameter in after["diffusion_net"].named_parameters():
         new = "motion_modules" in name or "audio_modules" in name
