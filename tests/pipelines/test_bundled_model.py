@@ -35,3 +35,15 @@ def test_cli_generates_from_a_bundled_example_with_the_default_model(tmp_path, c
     assert abs(media["duration"] - 1.0) < 0.15
     settings = json.loads(output.with_suffix(".json").read_text())
     assert settings["model"]["name"] == "MEMO-Tiny" and settings["resolution"] == 64
+
+
+def test_bundled_model_moves_the_mouth_with_the_speech(tmp_path):
+    """On a person and a voice it never trained on, the generated mouth opening follows the speech's ground-truth
+    mouth track in time (stage 2 alone, before the lip-sync fine-tune, read r ≈ 0 here)."""
+    from memo_model.evaluation.evaluate import EvaluationConfig, evaluate
+
+    pipeline = load_pipeline(device="cpu")
+    config = EvaluationConfig(output=tmp_path, samples=1, seconds=3.0, steps=10, seed=1, parts=("lipsync",))
+    lipsync = evaluate(pipeline, config, log=lambda _: None)["lipsync"]
+    assert lipsync["correlation"] >= 0.6, lipsync
+    assert abs(lipsync["best_offset"]) <= 1, lipsync
