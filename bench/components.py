@@ -253,6 +253,8 @@ def main() -> None:
     parser.add_argument("--no-warmup", action="store_true", help="time first calls too (for minute-long calls)")
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "components.json"))
     args = parser.parse_args()
+    if args.faces == 1 and max(args.passes) > 1:
+        parser.error("--faces 1 times one guidance pass: use --passes 1 (more passes would copy the face's memory)")
     torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as folder:

@@ -19,13 +19,12 @@ also written in the official layout under ``output_dir/weights`` for ``load_pipe
 """
 
 import csv
-import dataclasses
 import json
 import math
 import random
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -327,6 +326,6 @@ def _prune(folder: Path, keep: int) -> None:
 def main_from_args(args) -> int:
     config = load_yaml(TrainConfig, args.config)
     if getattr(args, "max_steps", None) is not None:
-        config = dataclasses.replace(config, max_steps=args.max_steps)
+        config = replace(config, max_steps=args.max_steps)
     train(config, resume=args.resume)
     return 0
