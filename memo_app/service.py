@@ -88,7 +88,7 @@ class AudioAnalysis:
 
     @property
     def num_clips(self) -> int:
-        return math.ceil(math.ceil(self.duration * self.fps) / CLIP_FRAMES)
+        return clips_for(self.duration, self.fps)
 
 
 def count(number: int, noun: str) -> str:
@@ -348,7 +348,7 @@ class StudioService:
         detector = None if self.pipeline is None else self.pipeline.emotion_detector
         track = detected = None
         if detector is not None:
-            num_frames = math.ceil(math.ceil(len(waveform) / SAMPLE_RATE * fps) / CLIP_FRAMES) * CLIP_FRAMES
+            num_frames = clips_for(len(waveform) / SAMPLE_RATE, fps) * CLIP_FRAMES
             track = detect_emotions(waveform, detector, fps=fps, num_frames=num_frames)
             detected = clip_labels(track.frame_labels, CLIP_FRAMES)
         analysis = AudioAnalysis(waveform, fps, track, detected)
