@@ -11,7 +11,8 @@ that module's docstring. Each item is one clip (checkpoint_spec.md §4.4, paper 
 - ``face_embedding`` (e,): cached under ``face_embedding`` or computed from the reference with the embedder given;
 - ``audio_features`` (f, window, l, c): cached per-frame features (``audio_features``, (T, l, c) ``.npy``, as the
   official prepare_data stores them), windowed here with edges clamped;
-- ``emotion``: the clip's label, the majority of its frame labels (ties -> the smaller index), or "none".
+- ``emotion``: the clip's label, the majority of its frame labels (ties -> the smaller index), or "none";
+- ``clip_start``: the clip's first frame in its video (to look up the row's other per-frame labels).
 
 Legend: f clip frames, p past frames, H W pixels, e embedding size, l feature layers, c feature channels.
 """
@@ -139,6 +140,7 @@ class TalkingFaceDataset(Dataset):
             "face_embedding": self._face_embedding(row, reference),
             "audio_features": features[window_indices(start, stop, usable, WINDOW)],  # (f, window, l, c)
             "emotion": torch.tensor(clip_emotion(labels, start, stop)),
+            "clip_start": torch.tensor(start),
         }
 
 

@@ -8,7 +8,9 @@ readings are compared with the sample's ground-truth labels:
 - ``expression``: the read expression vs the labels the video was conditioned on — the emotions the model's
   detector found in the audio, the ground-truth segments given as an override, and a deliberately wrong override
   track as a control (the pipeline applies one emotion per 16-frame clip, so an override track that changes
-  mid-clip cannot score 100 % even for a perfect model);
+  mid-clip cannot score 100 % even for a perfect model); and three ceilings on the same takes: the real renders
+  at the model's resolution (what the analyzer can read), the real renders through the model's VAE (what any
+  denoiser in that latent space can reach) and one label per clip (what per-clip conditioning can reach);
 - ``identity``: one long video; identity similarity to the portrait over the first seconds vs after
   ``long_seconds`` (the ArcFace-CSIM analogue of the paper's long-video identity consistency);
 - ``frechet``: content and texture Fréchet distances between generated frames and the real renders of the same
@@ -37,6 +39,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import soundfile as sf
+import torch
 from PIL import Image
 
 from memo_model.audio.emotion import EMOTION_LABELS, SELECTABLE_EMOTIONS
@@ -182,6 +185,26 @@ def wrong_segments(segments: list[dict]) -> list[dict]:
         emotion = selectable[(position + 1) % len(selectable)]
         wrong.append({**segment, "emotion": emotion, "label": EMOTION_LABELS[emotion]})
     return wrong
+
+
+def per_clip_truth(segments: list[dict], num_frames: int, clip_frames: int = CLIP_FRAMES) -> np.ndarray:
+    """Per-frame labels where each clip of ``clip_frames`` takes the majority of its frames' true labels (ties ->
+    the smaller index): what a perfect model conditioned once per clip would show. (num_frames,)"""
+    truth = frame_labels(segments, num_frames)
+    result = truth.copy()
+    for start in range(0, num_frames, clip_frames):
+        known = truth[start : start + clip_frames][truth[start : start + clip_frames] >= 0]
+        if len(known):
+            result[start : start + clip_frames] = np.bincount(known).argmax()
+    return result
+
+
+@torch.no_grad()
+def vae_round_trip(pipeline, frames: np.ndarray) -> np.ndarray:
+    """(f, s, s, 3) uint8 -> the same frames encoded (posterior mean) and decoded by the pipeline's VAE."""
+    pixels = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1
+    decoded = pipeline.decode(pipeline.encode(pixels))  # (f, 3, s, s) in [0, 1]
+    return (decoded.permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
 
 
 def clip_segments(used_per_clip: tuple[int | None, ...], num_frames: int) -> list[dict] | None:
@@ -350,7 +373,11 @@ def evaluate(pipeline, config: EvaluationConfig, log: Callable[[str], None] = pr
 
     # 4. Short takes: lip-sync, expression (detected, override, wrong override), Fréchet distance
     lip_scores, generated_sets, real_sets = [], [], []
-    expression = {"detected": [], "detector": [], "override": [], "wrong_vs_requested": [], "wrong_vs_truth": []}
+    expression = {
+        name: []
+        for name in ("detected", "detector", "override", "wrong_vs_requested", "wrong_vs_truth")
+        + ("real_renders", "vae_round_trip", "per_clip_labels")
+    }
     for row in rows if short_parts else []:
         labels = json.loads(Path(row["labels"]).read_text())
         truth = truths[row["id"]]
@@ -389,6 +416,19 @@ def evaluate(pipeline, config: EvaluationConfig, log: Callable[[str], None] = pr
             expression["override"].append(entry["expression_override"])
             expression["wrong_vs_requested"].append(entry["expression_wrong_vs_requested"])
             expression["wrong_vs_truth"].append(entry["expression_wrong_vs_truth"])
+            real = real_sets[-1]
+            ceilings = {
+                "real_renders": expression_of(read_frames(real, analyzer, resolution), truth),
+                "vae_round_trip": expression_of(
+                    read_frames(vae_round_trip(pipeline, real), analyzer, resolution), truth
+                ),
+                "per_clip_labels": expression_accuracy(
+                    per_clip_truth(truth, len(real)), frame_labels(truth, len(real))
+                ),
+            }
+            entry["expression_ceilings"] = ceilings
+            for name, value in ceilings.items():
+                expression[name].append(value)
         result["samples"].append(entry)
 
     if "lipsync" in parts:
@@ -409,6 +449,9 @@ def evaluate(pipeline, config: EvaluationConfig, log: Callable[[str], None] = pr
                 "accuracy_vs_ground_truth": mean_of(expression["wrong_vs_truth"]),
             },
             "chance": 1 / len(SELECTABLE_EMOTIONS),
+            "ceilings": {
+                name: mean_of(expression[name]) for name in ("real_renders", "vae_round_trip", "per_clip_labels")
+            },
         }
     if "frechet" in parts:
         distances = frechet_distance_between(

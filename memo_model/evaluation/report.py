@@ -71,6 +71,13 @@ def markdown_table(result: dict) -> str:
                 f"{_cell(result, 'expression.wrong_override.accuracy_vs_ground_truth')}",
                 f"chance {chance}",
             ),
+            (
+                "Expression ceilings: real renders / through the VAE / one label per clip",
+                f"{_cell(result, 'expression.ceilings.real_renders')} / "
+                f"{_cell(result, 'expression.ceilings.vae_round_trip')} / "
+                f"{_cell(result, 'expression.ceilings.per_clip_labels')}",
+                "",
+            ),
         ]
     if "identity" in result:
         identity = result["identity"]

@@ -49,19 +49,48 @@ def add_noise(latents: torch.Tensor, noise: torch.Tensor, sigmas: torch.Tensor) 
     return sigma * noise + (1.0 - sigma) * latents
 
 
-def motion_weights(latents: torch.Tensor, strength: float) -> torch.Tensor:
-    """Per-pixel loss weights that favour what moves within the clip — an addition for MEMO-Tiny, not the paper's.
+def _unit_mean(value_map: torch.Tensor) -> torch.Tensor:
+    """(b, 1, h, w) non-negative map divided by its spatial mean per sample."""
+    return value_map / value_map.mean(dim=(2, 3), keepdim=True).clamp(min=1e-8)
 
-    latents: (b, c, f, h, w), the clean clip. Its motion map is the variance over frames (mean over channels)
-    divided by the map's spatial mean; the weights are ``(1 + strength · map) / (1 + strength)``: 1 on average per
-    sample, so the loss keeps the scale the spike filter's threshold is set for. On talking faces the map is the
-    mouth (and blinks): a few latent pixels out of 256 for MEMO-Tiny, which the plain mean barely feels (the mouth's
-    variance is ~40× the mean on MEMO-Tiny's training clips, its std only ~7×, hence the variance). ``strength`` 0
-    gives ones (the paper's loss). Returns (b, 1, 1, h, w).
+
+def emphasis_weights(maps: list[tuple[torch.Tensor, float]]) -> torch.Tensor:
+    """Per-pixel loss weights ``(1 + Σ sᵢ·mapᵢ) / (1 + Σ sᵢ)`` from (map, strength) pairs, maps (b, 1, h, w) of
+    mean 1: 1 on average per sample, so the loss keeps the scale the spike filter's threshold is set for.
+    Returns (b, 1, 1, h, w)."""
+    total = 1.0 + sum(strength for _, strength in maps)
+    weights = 1.0 + sum(strength * value_map for value_map, strength in maps)
+    return (weights / total).unsqueeze(2)
+
+
+def motion_map(latents: torch.Tensor) -> torch.Tensor:
+    """What moves within the clip: the variance over frames (mean over channels), mean 1 per sample.
+
+    latents: (b, c, f, h, w), the clean clip -> (b, 1, h, w). On talking faces it is the mouth (and blinks): a few
+    latent pixels out of 256 for MEMO-Tiny, which the plain mean barely feels (the mouth's variance is ~40× the
+    mean on MEMO-Tiny's training clips, its std only ~7×, hence the variance).
     """
-    motion = latents.float().var(dim=2).mean(dim=1, keepdim=True)  # (b, 1, h, w)
-    motion = motion / motion.mean(dim=(2, 3), keepdim=True).clamp(min=1e-8)
-    return ((1 + strength * motion) / (1 + strength)).unsqueeze(2)
+    return _unit_mean(latents.float().var(dim=2).mean(dim=1, keepdim=True))
+
+
+def reference_difference_map(latents: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Where the clip differs from its reference image: mean squared difference over frames and channels,
+    mean 1 per sample. latents (b, c, f, h, w), reference (b, c, h, w) -> (b, 1, h, w).
+
+    The references are the same person with another emotion (emotion-decoupled sampling), so the map lights up
+    the expression — brows, eyes, mouth corners — which holds still for a second and more and so is missing from
+    ``motion_map``; the mouth and head motion show in it too.
+    """
+    difference = (latents.float() - reference.float().unsqueeze(2)).square().mean(dim=(1, 2))
+    return _unit_mean(difference.unsqueeze(1))
+
+
+def motion_weights(latents: torch.Tensor, strength: float) -> torch.Tensor:
+    """Loss weights that favour what moves within the clip — an addition for MEMO-Tiny, not the paper's.
+
+    ``emphasis_weights`` of ``motion_map``; ``strength`` 0 gives ones (the paper's loss). Returns (b, 1, 1, h, w).
+    """
+    return emphasis_weights([(motion_map(latents), strength)])
 
 
 def flow_matching_loss(

@@ -37,9 +37,11 @@ from memo_model.models.presets import COMPONENT_CLASSES, preset_config
 from memo_model.training.losses import (
     SPIKE_THRESHOLD,
     add_noise,
+    emphasis_weights,
     filter_spikes,
     flow_matching_loss,
-    motion_weights,
+    motion_map,
+    reference_difference_map,
     sample_sigmas,
 )
 from memo_model.training.stages import STAGES, apply_stage
@@ -95,7 +97,9 @@ class TrainConfig:
     log_every: int = 10
     dropout: DropoutConfig = field(default_factory=DropoutConfig)
     loss_weighting: str = "official"
-    motion_loss_weight: float = 0.0  # > 0: losses.motion_weights (MEMO-Tiny's lip-sync aid; 0 = the paper's loss)
+    # Loss emphasis (losses.emphasis_weights; MEMO-Tiny's aids, not the paper's; 0 and 0 = the paper's loss):
+    motion_loss_weight: float = 0.0  # > 0: favour what moves within the clip (the mouth: lip-sync)
+    reference_loss_weight: float = 0.0  # > 0: favour where the clip differs from its reference (the expression)
     spike_threshold: float | None = SPIKE_THRESHOLD
     # The 0.1 threshold assumes a converged loss (~0.03, §4.3); from scratch the first losses are far above it, so
     # the filter starts after this many steps.
@@ -300,7 +304,10 @@ def training_step(nets, vae, batch, config: TrainConfig, uses_audio: bool, num_p
     velocity = nets["diffusion_net"](
         noisy, sigmas * 1000, reference, face_tokens, audio_tokens, emotion, memory, use_reference=keep_reference
     )
-    weights = motion_weights(latents, config.motion_loss_weight) if config.motion_loss_weight else None
+    emphasis = [(motion_map(latents), config.motion_loss_weight)] if config.motion_loss_weight else []
+    if config.reference_loss_weight:
+        emphasis.append((reference_difference_map(latents, stack_latents[:, :, 0]), config.reference_loss_weight))
+    weights = emphasis_weights(emphasis) if emphasis else None
     per_sample = flow_matching_loss(velocity, latents, noise, sigmas, config.loss_weighting, weights)
     loss, dropped = filter_spikes(per_sample, threshold)
     return loss, per_sample.detach(), dropped

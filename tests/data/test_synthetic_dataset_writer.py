@@ -57,3 +57,23 @@ def test_odd_sizes_are_refused(tmp_path: Path):
 
     with pytest.raises(ValueError, match="even"):
         write_dataset(tmp_path / "odd", DatasetSpec(num_samples=1, seconds=(1.0, 1.0), size=63))
+
+
+def test_decoupled_share_marks_the_takes_whose_speech_has_its_own_emotions(tmp_path: Path):
+    import pytest
+
+    def rows(share: float) -> list[dict]:
+        spec = DatasetSpec(num_samples=4, seconds=(1.0, 1.0), size=32, seed=5, decoupled_share=share)
+        return list(read_metadata(write_dataset(tmp_path / f"share-{share}", spec)))
+
+    coupled, decoupled = rows(0.0), rows(1.0)
+    assert not any("speech_emotions" in row for row in coupled)
+    assert all(row["speech_emotions"][-1]["end_frame"] == row["num_frames"] for row in decoupled)
+    for plain, other in zip(
+        coupled, decoupled, strict=True
+    ):  # same identities and face plans; only the speech changes
+        assert (plain["identity_seed"], plain["emotions"]) == (other["identity_seed"], other["emotions"])
+        labels = json.loads(Path(other["labels"]).read_text())
+        assert labels["speech_segments"] == other["speech_emotions"]
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        write_dataset(tmp_path / "bad", DatasetSpec(num_samples=1, decoupled_share=50))

@@ -67,3 +67,28 @@ def test_forced_emotions_are_used_in_order():
     sample = make_sample(identity_seed=1, seed=0, num_frames=200, emotions=[3, 6], render=False)
     assert sample.frames is None
     assert [s["emotion"] for s in sample.labels["segments"]][:2] == [3, 6]
+
+
+def test_decoupled_speech_follows_its_own_plan_and_the_face_keeps_the_labelled_one():
+    from pathlib import Path
+
+    from memo_model.audio.emotion import ClassifierHeadDetector, detect_emotions, log_mel_statistics
+    from memo_model.models.emotion_classifier import AudioEmotionClassifier
+
+    coupled = make_sample(identity_seed=1_000_007, seed=5, num_frames=600, size=64)
+    decoupled = make_sample(identity_seed=1_000_007, seed=5, num_frames=600, size=64, decoupled=True)
+    assert "speech_segments" not in coupled.labels
+    assert decoupled.labels["segments"] == coupled.labels["segments"]  # the face's plan (the labels) is the same
+    assert decoupled.reference_emotion == coupled.reference_emotion
+    spoken = decoupled.labels["speech_segments"]
+    assert spoken[0]["start_frame"] == 0 and spoken[-1]["end_frame"] == 600
+    assert spoken != decoupled.labels["segments"]
+    assert not np.array_equal(decoupled.audio, coupled.audio)
+
+    # The bundled emotion detector hears the speech's plan, not the face's.
+    shipped = Path(__file__).resolve().parents[2] / "assets" / "memo-tiny" / "misc" / "audio_emotion_classifier"
+    detector = ClassifierHeadDetector(log_mel_statistics, AudioEmotionClassifier.from_pretrained(shipped))
+    heard = detect_emotions(decoupled.audio, detector, fps=FPS, num_frames=600).frame_labels
+    speech_track = np.concatenate([np.full(s["end_frame"] - s["start_frame"], s["emotion"]) for s in spoken])
+    face_track = np.asarray(decoupled.labels["emotion"])
+    assert np.mean(heard == speech_track) > np.mean(heard == face_track) + 0.2

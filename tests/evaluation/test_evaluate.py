@@ -2,12 +2,14 @@
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from memo_model.data.synthetic.analyzer import load_analyzer
+from memo_model.data.synthetic.dataset_writer import read_metadata, read_video
 from memo_model.data.synthetic.sample import make_sample
 from memo_model.errors import InputError
 from memo_model.evaluation.evaluate import (
@@ -15,8 +17,10 @@ from memo_model.evaluation.evaluate import (
     EvaluationConfig,
     clip_segments,
     evaluate,
+    expression_of,
     identity_over_time,
     lip_sync_of,
+    per_clip_truth,
     read_frames,
     reproduce_command,
     request_segments,
@@ -68,14 +72,29 @@ def test_every_documented_key_is_a_finite_number(evaluation):
         expression["override"]["accuracy"],
         expression["wrong_override"]["accuracy_vs_requested"],
         expression["wrong_override"]["accuracy_vs_ground_truth"],
+        *expression["ceilings"].values(),
     ):
         assert 0.0 <= value <= 1.0
+    assert set(expression["ceilings"]) == {"real_renders", "vae_round_trip", "per_clip_labels"}
+    # The real-render ceiling is the analyzer reading the take's own video at the model's resolution.
+    row = next(read_metadata(config.output / "data"))
+    truth = json.loads(Path(row["labels"]).read_text())["segments"]
+    real = read_frames(read_video(row["video"]), load_analyzer(), result["model"]["resolution"])
+    assert expression["ceilings"]["real_renders"] == pytest.approx(expression_of(real, truth))
     for key in ("first_window", "after_long", "drift"):
         assert math.isfinite(result["identity"][key])
     assert result["frechet"]["content"] >= 0 and result["frechet"]["texture"] >= 0
     assert result["frechet"]["generated_frames"] == result["frechet"]["real_frames"] == 30
     measured = {key: result[key] for key in (*PARTS, "samples")}
     _numbers_or_explained_nulls(measured, "", result["null_reasons"])
+
+
+def test_per_clip_truth_gives_each_clip_its_majority_label():
+    segments = [{"emotion": 1, "start_frame": 0, "end_frame": 10}, {"emotion": 2, "start_frame": 10, "end_frame": 40}]
+    labels = per_clip_truth(segments, 40, clip_frames=16)
+    np.testing.assert_array_equal(labels, [1] * 16 + [2] * 24)  # clip 0 has 10 frames of 1 and 6 of 2
+    uncovered = per_clip_truth([{"emotion": 3, "start_frame": 4, "end_frame": 8}], 20, clip_frames=16)
+    np.testing.assert_array_equal(uncovered, [3] * 16 + [-1] * 4)  # unlabelled frames do not vote
 
 
 def test_ablation_has_the_three_modes_with_identity_and_lip_sync(evaluation):
@@ -98,7 +117,7 @@ def test_report_files_render(evaluation):
     assert json.loads(json_path.read_text()) == json.loads(json.dumps(result))
     text = markdown_path.read_text()
     assert text == markdown_table(result)
-    for needle in ("| Lip-sync best offset", "Fréchet distance, texture", "Reference image only", "Full memory"):
+    for needle in ("| Lip-sync best offset", "Expression ceilings", "Fréchet distance, texture", "Full memory"):
         assert needle in text
     assert reproduce_command(config) in text
     for mode in ("reference", "recent", "full"):

@@ -6,7 +6,16 @@ import pytest
 import torch
 
 from memo_model.models.presets import build_components
-from memo_model.training.losses import add_noise, filter_spikes, flow_matching_loss, motion_weights, sample_sigmas
+from memo_model.training.losses import (
+    add_noise,
+    emphasis_weights,
+    filter_spikes,
+    flow_matching_loss,
+    motion_map,
+    motion_weights,
+    reference_difference_map,
+    sample_sigmas,
+)
 from memo_model.training.stages import STAGES, apply_stage
 
 
@@ -65,6 +74,26 @@ def test_motion_weights_favour_what_moves_and_keep_the_loss_scale():
         flow_matching_loss(wrong_mouth, x0, noise, sigmas, pixel_weights=weights)[0]
         > 5 * flow_matching_loss(wrong_mouth, x0, noise, sigmas)[0]
     )
+
+
+def test_reference_difference_weights_favour_the_held_expression_and_combine_with_motion():
+    generator = torch.Generator().manual_seed(1)
+    reference = 0.01 * torch.randn(2, 4, 6, 6, generator=generator)
+    latents = reference[:, :, None].repeat(1, 1, 8, 1, 1) + 0.01 * torch.randn(2, 4, 8, 6, 6, generator=generator)
+    latents[:, :, :, 0, 3] += 1.0  # an expression held over the whole clip: not in the motion map
+    latents[0, :, ::2, 4, 2] += 1.0  # a mouth that opens and closes
+    held = reference_difference_map(latents, reference)
+    assert held.shape == (2, 1, 6, 6)
+    torch.testing.assert_close(held.mean(dim=(2, 3)).flatten(), torch.ones(2))
+    assert held[0, 0, 0, 3] > 5 * held[0, 0].median() and held[1, 0, 0, 3] > 5 * held[1, 0].median()
+    moving = motion_map(latents)
+    assert moving[0, 0, 0, 3] < moving[0, 0].median() * 2  # the motion map does not see the held expression
+
+    both = emphasis_weights([(moving, 2.0), (held, 2.0)])
+    assert both.shape == (2, 1, 1, 6, 6)
+    torch.testing.assert_close(both.mean(dim=(3, 4)).flatten(), torch.ones(2))  # still mean 1
+    assert both[0, 0, 0, 0, 3] > 5 and both[0, 0, 0, 4, 2] > 5  # expression and mouth both weigh many times the mean
+    torch.testing.assert_close(emphasis_weights([(moving, 2.0)]), motion_weights(latents, 2.0))
 
 
 def test_spike_filter_drops_samples_above_threshold():

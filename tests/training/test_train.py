@@ -120,7 +120,14 @@ def test_resume_continues_from_the_last_checkpoint(setup, tmp_path):
 def test_stage2_warmup_changes_only_the_new_modules(setup, tmp_path):
     stage1 = train(config(setup, tmp_path / "s1"))
     before = load_components(stage1)
-    warmup = config(setup, tmp_path / "warm", stage="stage2_warmup", init_from=str(stage1), motion_loss_weight=2.0)
+    warmup = config(
+        setup,
+        tmp_path / "warm",
+        stage="stage2_warmup",
+        init_from=str(stage1),
+        motion_loss_weight=2.0,
+        reference_loss_weight=2.0,
+    )
     after = load_components(train(warmup))
     changed_new = 0
     for name, parameter in after["diffusion_net"].named_parameters():

@@ -28,6 +28,7 @@ def _dataset(args: argparse.Namespace) -> None:
         num_identities=args.identities,
         seed=args.seed,
         background=args.background,
+        decoupled_share=args.decoupled_share,
     )
     root = write_dataset(args.output, spec, progress=True)
     print(f"Wrote {args.samples} samples to {root}")
@@ -81,6 +82,12 @@ def add_synth_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     dataset.add_argument("--identities", type=int, default=200, help="how many identity seeds to draw from")
     dataset.add_argument("--held-out", action="store_true", help="use only held-out identity seeds")
     dataset.add_argument("--background", choices=("none", "noise", "music", "mixed"), default="none")
+    dataset.add_argument(
+        "--decoupled-share",
+        type=float,
+        default=0.0,
+        help="share of takes (0-1) whose speech is spoken with other emotions than the face shows",
+    )
     dataset.add_argument("--seed", type=int, default=0)
     dataset.set_defaults(func=_dataset)
 

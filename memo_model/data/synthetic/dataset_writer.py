@@ -18,6 +18,9 @@ A metadata row::
      "sample_rate": 16000, "size": 128, "identity_seed": 12, "seed": 0, "reference_emotion": 3,
      "emotions": [{"emotion": 4, "label": "neutral", "start_frame": 0, "end_frame": 61}, ...]}
 
+"emotions" are what the face shows (the training labels). A decoupled take (``DatasetSpec.decoupled_share``) also
+has "speech_emotions": the independent plan its speech was spoken with.
+
 Real data carries "identity_seed": null. Readers should ignore keys they do not know.
 """
 
@@ -52,6 +55,7 @@ class DatasetSpec:
     num_identities: int = 200
     seed: int = 0
     background: str = "none"  # "none", "noise", "music" or "mixed"
+    decoupled_share: float = 0.0  # share of takes whose speech follows its own emotion plan (sample.py)
 
     @classmethod
     def held_out(cls, **kwargs) -> "DatasetSpec":
@@ -115,11 +119,14 @@ def write_sample(root: Path, sample_id: str, sample: Sample, seed: int, size: in
         "seed": seed,
         "reference_emotion": sample.reference_emotion,
         "emotions": sample.labels["segments"],
+        **({"speech_emotions": sample.labels["speech_segments"]} if "speech_segments" in sample.labels else {}),
     }
 
 
 def write_dataset(root: str | Path, spec: DatasetSpec, progress: bool = False) -> Path:
     """Generate ``spec.num_samples`` samples into ``root`` (created; an existing metadata.jsonl is replaced)."""
+    if not 0.0 <= spec.decoupled_share <= 1.0:
+        raise ValueError(f"decoupled_share is a share of takes, between 0 and 1; got {spec.decoupled_share}.")
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(spec.seed)
@@ -130,7 +137,11 @@ def write_dataset(root: str | Path, spec: DatasetSpec, progress: bool = False) -
             num_frames = int(rng.uniform(*spec.seconds) * FPS)
             background = str(rng.choice(backgrounds)) if spec.background == "mixed" else spec.background
             sample_seed = spec.seed * 1_000_003 + index  # distinct per sample and per dataset seed
-            sample = make_sample(identity_seed, sample_seed, num_frames, spec.size, background=background)
+            # Drawn from a generator of its own: a share of 0 leaves every other draw, so older datasets, as they were.
+            decoupled = bool(np.random.default_rng([spec.seed, index, 0xDEC]).random() < spec.decoupled_share)
+            sample = make_sample(
+                identity_seed, sample_seed, num_frames, spec.size, background=background, decoupled=decoupled
+            )
             row = write_sample(root, f"s{index:06d}", sample, sample_seed, spec.size)
             metadata.write(json.dumps(row) + "\n")
             if progress:

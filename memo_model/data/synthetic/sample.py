@@ -4,6 +4,11 @@ The order of generation mirrors cause and effect in a real recording: emotion se
 the speech; the speech sets mouth opening/shape and how much the head moves; the emotion labels set the
 facial expression, blended smoothly (``TRANSITION_FRAMES``) around each segment change; blinks are random.
 Everything is a pure function of (identity_seed, sample seed), so a sample can be re-rendered exactly.
+
+A *decoupled* sample (``make_sample(..., decoupled=True)``) speaks its own, independent segment plan (other
+boundaries, other emotions) while the face keeps the labelled one: the expression cannot be heard in the
+prosody, only read from the labels. Real recordings cannot supply such takes; a model trained only on coupled
+takes learns to take its expression from the speech and ignore the labels (docs/TRAINING.md).
 """
 
 from dataclasses import dataclass
@@ -168,15 +173,19 @@ def make_sample(
     emotions: list[int] | None = None,
     background: str = "none",
     render: bool = True,
+    decoupled: bool = False,
 ) -> Sample:
-    """Build one sample. ``emotions`` forces the segment emotions (cycled); ``render=False`` skips frames."""
+    """Build one sample. ``emotions`` forces the face's segment emotions (cycled); ``render=False`` skips frames;
+    ``decoupled`` gives the speech its own segment plan (module docstring), recorded as ``speech_segments``."""
     if num_frames < 1:
         raise ValueError(f"num_frames must be positive, got {num_frames}.")
     rng = np.random.default_rng([identity_seed, seed, 0x5A])
     identity = sample_identity(identity_seed)
     segments = plan_segments(num_frames, rng, emotions)
+    # A generator of its own, so coupled samples stay exactly what they were before decoupling existed.
+    spoken = plan_segments(num_frames, np.random.default_rng([identity_seed, seed, 0x5B])) if decoupled else segments
     speech = synthesize_speech(
-        [(s.emotion, s.end - s.start) for s in segments],
+        [(s.emotion, s.end - s.start) for s in spoken],
         sample_voice(identity_seed),
         seed=seed * 7919 + identity_seed,
         background=background,
@@ -184,6 +193,8 @@ def make_sample(
     states, labels = face_states(speech, segments, rng)
     reference_emotion = pick_reference_emotion(segments, rng)
     labels["reference_emotion"] = reference_emotion
+    if decoupled:
+        labels["speech_segments"] = [s.to_json() for s in spoken]
     frames = reference = None
     if render:
         renderer = FaceRenderer(identity, size)
