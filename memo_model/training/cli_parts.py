@@ -24,6 +24,9 @@ def _train_vae(args: argparse.Namespace) -> int:
         seed=args.seed,
         threads=args.threads,
         max_seconds=args.max_minutes * 60 if args.max_minutes else None,
+        init_from=args.init_from,
+        decoder_only=args.decoder_only,
+        expression_weight=args.expression_weight,
     )
     return 0
 
@@ -52,6 +55,15 @@ def add_train_parts_parser(subparsers: argparse._SubParsersAction) -> None:
     vae.add_argument("--batch-size", type=int, default=8)
     vae.add_argument("--learning-rate", type=float, default=1e-3, help="peak of the cosine schedule")
     vae.add_argument("--max-minutes", type=float, default=None, help="stop (after a checkpoint) when spent")
+    vae.add_argument("--init-from", default=None, help="a VAE folder to start from (e.g. assets/memo-tiny/vae)")
+    vae.add_argument(
+        "--decoder-only",
+        action="store_true",
+        help="train the decoder only; keeps the latent space (needs --init-from)",
+    )
+    vae.add_argument(
+        "--expression-weight", type=float, default=0.0, help="> 0: weight the L1 loss towards brows, eyes and mouth"
+    )
     vae.add_argument("--seed", type=int, default=0)
     vae.add_argument("--threads", type=int, default=1, help="torch threads (one more process renders frames)")
     vae.set_defaults(func=_train_vae)

@@ -14,6 +14,7 @@ from memo_model.training.train_vae import (
     IMAGE_SIZE,
     LATENT_FACTOR,
     TINY_VAE_CONFIG,
+    RenderedFaces,
     evaluate_vae,
     image_gradient_l1,
     learning_rate_share,
@@ -38,6 +39,36 @@ def test_train_vae_runs_resumes_and_saves(tmp_path):
     assert tuple(vae.config.block_out_channels) == TINY_VAE_CONFIG["block_out_channels"]
     latents = vae.encode(torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE)).latent_dist.mean
     assert latents.shape == (1, 4, IMAGE_SIZE // LATENT_FACTOR, IMAGE_SIZE // LATENT_FACTOR)
+
+
+def test_decoder_only_keeps_the_latent_space(tmp_path):
+    tiny = {"batch_size": 2, "checkpoint_every": 1, "log_every": 1, "eval_frames": 2, "scale_frames": 4}
+    train_vae(tmp_path / "full", steps=1, num_workers=0, **tiny)
+    before = AutoencoderKL.from_pretrained(tmp_path / "full" / "vae")
+    report = train_vae(
+        tmp_path / "decoder", steps=2, num_workers=0, init_from=tmp_path / "full" / "vae", decoder_only=True, **tiny
+    )
+    after = AutoencoderKL.from_pretrained(tmp_path / "decoder" / "vae")
+    assert after.config.scaling_factor == before.config.scaling_factor == report["scaling_factor"]
+    old, new = before.state_dict(), after.state_dict()
+    for name in new:
+        if name.startswith(("encoder.", "quant_conv.")):
+            assert torch.equal(new[name], old[name]), f"{name} changed: the latent space moved"
+    assert not torch.equal(new["decoder.conv_out.weight"], old["decoder.conv_out.weight"])
+    with pytest.raises(ValueError, match="init_from"):
+        train_vae(tmp_path / "x", steps=1, num_workers=0, decoder_only=True)
+
+
+def test_expression_weights_sit_on_the_face_and_keep_the_loss_scale():
+    pixels, weights = next(iter(RenderedFaces(batch_size=4, seed=0, first_step=0, expression_weight=4.0)))
+    assert pixels.shape == (4, 3, IMAGE_SIZE, IMAGE_SIZE) and weights.shape == (4, 1, IMAGE_SIZE, IMAGE_SIZE)
+    torch.testing.assert_close(weights.mean(dim=(1, 2, 3)), torch.ones(4))
+    floor = 1 / 5  # (1 + 4 * 0) / (1 + 4): pixels the expression does not touch
+    corners = torch.cat([weights[..., :8, :8], weights[..., :8, -8:]], dim=-1)
+    assert torch.allclose(corners, torch.full_like(corners, floor))  # the background is the same in both renders
+    assert (weights.amax(dim=(1, 2, 3)) > 10).all()  # brows, eyes and mouth weigh many times the mean
+    plain, no_weights = next(iter(RenderedFaces(batch_size=2, seed=0, first_step=0)))
+    assert no_weights is None and plain.shape == (2, 3, IMAGE_SIZE, IMAGE_SIZE)
 
 
 def test_resume_without_checkpoint_says_what_to_do(tmp_path):
