@@ -31,9 +31,8 @@ without retraining anything else.
 import csv
 import json
 import time
-from pathlib import Path
-
 from dataclasses import replace
+from pathlib import Path
 
 import cv2
 import numpy as np
