@@ -153,6 +153,7 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=16)
     parser.add_argument("--sigmas", type=float, nargs="+", default=[0.8])
     parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--label", default=None, help="name of this entry (default: the weights folder)")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "conditioning_probe.json"))
     args = parser.parse_args()
@@ -165,7 +166,7 @@ def main() -> None:
 
     results = probe(args.weights, root, args.clips, args.sigmas, args.seed)
     weights = Path(args.weights).resolve()
-    name = str(weights.relative_to(ROOT)) if weights.is_relative_to(ROOT) else str(weights)
+    name = args.label or (str(weights.relative_to(ROOT)) if weights.is_relative_to(ROOT) else str(weights))
     entry = {"weights": name, "clips": args.clips, "seed": args.seed, **results}
     path = Path(args.json)
     existing = json.loads(path.read_text()) if path.exists() else {"benchmark": "conditioning_probe", "runs": []}

@@ -1,0 +1,92 @@
+"""How much expression survives a VAE round trip? The ceiling of expression accuracy for any denoiser in its latents.
+
+Every 4th frame of the held-out takes is encoded (posterior mean) and decoded by the VAE and read by the
+synthetic-world analyzer at the model's 64 px, exactly as the evaluation reads generated frames; the read
+expression is compared with the take's per-frame ground truth. The real frames, read the same way, are the
+analyzer's own ceiling.
+
+    python bench/vae_expression.py                                   # the bundled MEMO-Tiny VAE
+    python bench/vae_expression.py --vae /tmp/tiny_parts/decoder_run/vae
+
+Needs the held-out dataset folder (docs/TRAINING.md, ``data/memo-tiny/heldout``). Results are appended (one
+entry per VAE folder) to bench/results/vae_expression.json.
+"""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+STRIDE = 4  # every 4th frame: neighbours are near copies
+RESOLUTION = 64  # MEMO-Tiny's frames; takes rendered larger are brought down first, as the evaluation does
+
+
+@torch.no_grad()
+def measure(vae_folder: str, root: Path, takes: int) -> dict:
+    from diffusers import AutoencoderKL
+
+    from memo_model.audio.emotion import SELECTABLE_EMOTIONS
+    from memo_model.data.synthetic.analyzer import load_analyzer
+    from memo_model.data.synthetic.dataset_writer import read_metadata, read_video
+    from memo_model.evaluation.evaluate import at_resolution, read_frames
+
+    vae = AutoencoderKL.from_pretrained(vae_folder).eval()
+    analyzer = load_analyzer()
+    truth, real, decoded = [], [], []
+    for row in list(read_metadata(root))[:takes]:
+        frames = at_resolution(read_video(row["video"])[::STRIDE], RESOLUTION)
+        labels = np.asarray(json.loads(Path(row["labels"]).read_text())["emotion"])[::STRIDE][: len(frames)]
+        pixels = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1
+        round_trip = vae.decode(vae.encode(pixels).latent_dist.mean).sample
+        round_trip = ((round_trip.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+        truth.append(labels)
+        real.append(read_frames(frames, analyzer, RESOLUTION)["expression"])
+        decoded.append(read_frames(round_trip, analyzer, RESOLUTION)["expression"])
+    truth, real, decoded = (np.concatenate(values) for values in (truth, real, decoded))
+    per_emotion = {
+        label: round(float(np.mean(decoded[truth == index] == index)), 3)
+        for index, label in enumerate(SELECTABLE_EMOTIONS)
+        if (truth == index).any()
+    }
+    return {
+        "frames": int(len(truth)),
+        "real_frames": round(float(np.mean(real == truth)), 4),
+        "vae_round_trip": round(float(np.mean(decoded == truth)), 4),
+        "vae_round_trip_per_emotion": per_emotion,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--vae", default=str(ROOT / "assets" / "memo-tiny" / "vae"), help="a diffusers VAE folder")
+    parser.add_argument("--data", default=str(ROOT / "data" / "memo-tiny" / "heldout"), help="held-out dataset")
+    parser.add_argument("--takes", type=int, default=24)
+    parser.add_argument("--label", default=None, help="name of this entry (default: the VAE folder)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "vae_expression.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    root = Path(args.data)
+    if not (root / "metadata.jsonl").is_file():
+        sys.exit(f"No dataset at {root}: make it as docs/TRAINING.md says (synth dataset --held-out).")
+
+    results = measure(args.vae, root, args.takes)
+    folder = Path(args.vae).resolve()
+    name = args.label or (str(folder.relative_to(ROOT)) if folder.is_relative_to(ROOT) else str(folder))
+    entry = {"vae": name, "takes": args.takes, "stride": STRIDE, **results}
+    path = Path(args.json)
+    existing = json.loads(path.read_text()) if path.exists() else {"benchmark": "vae_expression", "runs": []}
+    existing["runs"] = [run for run in existing["runs"] if run["vae"] != name] + [entry]
+    path.write_text(json.dumps(existing, indent=2) + "\n")
+    print(json.dumps(entry, indent=2))
+
+
+if __name__ == "__main__":
+    main()
