@@ -1,8 +1,10 @@
 """A synthetic sample: segments, per-frame labels aligned with frames and audio, reference image."""
 
+from pathlib import Path
+
 import numpy as np
 
-from memo_model.audio.emotion import EMOTION_LABELS
+from memo_model.audio.emotion import EMOTION_LABELS, ClassifierHeadDetector, detect_emotions, log_mel_statistics
 from memo_model.data.synthetic.sample import (
     SEGMENT_SECONDS,
     TRANSITION_FRAMES,
@@ -11,6 +13,9 @@ from memo_model.data.synthetic.sample import (
     plan_segments,
 )
 from memo_model.data.synthetic.speech import FPS, samples_for_frames
+from memo_model.models.emotion_classifier import AudioEmotionClassifier
+
+SHIPPED_DETECTOR = Path(__file__).resolve().parents[2] / "assets" / "memo-tiny" / "misc" / "audio_emotion_classifier"
 
 
 def test_segments_cover_the_video_and_change_emotion():
@@ -70,11 +75,6 @@ def test_forced_emotions_are_used_in_order():
 
 
 def test_decoupled_speech_follows_its_own_plan_and_the_face_keeps_the_labelled_one():
-    from pathlib import Path
-
-    from memo_model.audio.emotion import ClassifierHeadDetector, detect_emotions, log_mel_statistics
-    from memo_model.models.emotion_classifier import AudioEmotionClassifier
-
     coupled = make_sample(identity_seed=1_000_007, seed=5, num_frames=600, size=64)
     decoupled = make_sample(identity_seed=1_000_007, seed=5, num_frames=600, size=64, decoupled=True)
     assert "speech_segments" not in coupled.labels
@@ -86,8 +86,7 @@ def test_decoupled_speech_follows_its_own_plan_and_the_face_keeps_the_labelled_o
     assert not np.array_equal(decoupled.audio, coupled.audio)
 
     # The bundled emotion detector hears the speech's plan, not the face's.
-    shipped = Path(__file__).resolve().parents[2] / "assets" / "memo-tiny" / "misc" / "audio_emotion_classifier"
-    detector = ClassifierHeadDetector(log_mel_statistics, AudioEmotionClassifier.from_pretrained(shipped))
+    detector = ClassifierHeadDetector(log_mel_statistics, AudioEmotionClassifier.from_pretrained(SHIPPED_DETECTOR))
     heard = detect_emotions(decoupled.audio, detector, fps=FPS, num_frames=600).frame_labels
     speech_track = np.concatenate([np.full(s["end_frame"] - s["start_frame"], s["emotion"]) for s in spoken])
     face_track = np.asarray(decoupled.labels["emotion"])
