@@ -19,7 +19,6 @@ Results are appended (one entry per model/resolution) to bench/results/component
 """
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -34,6 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
+from bench.results_file import record_run  # noqa: E402
 
 CLIP = 16
 
@@ -289,13 +290,7 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__},
         "load_average_1min": round(os.getloadavg()[0], 2),
     }
-    path = Path(args.json)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    existing = json.loads(path.read_text()) if path.exists() else {"benchmark": "components", "runs": []}
-    existing["runs"] = [
-        r for r in existing["runs"] if (r["model"], r["resolution"]) != (entry["model"], entry["resolution"])
-    ] + [entry]
-    path.write_text(json.dumps(existing, indent=2) + "\n")
+    record_run(args.json, "components", entry, key=lambda run: (run["model"], run["resolution"]))
 
     print(f"{args.model} at {resolution} px, {args.threads} thread(s), median of {args.repeats}:")
     for name, value in times.items():

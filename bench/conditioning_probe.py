@@ -32,6 +32,8 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from bench.results_file import folder_name, record_run  # noqa: E402
+
 CLIP = 16
 
 
@@ -165,13 +167,9 @@ def main() -> None:
         )
 
     results = probe(args.weights, root, args.clips, args.sigmas, args.seed)
-    weights = Path(args.weights).resolve()
-    name = args.label or (str(weights.relative_to(ROOT)) if weights.is_relative_to(ROOT) else str(weights))
+    name = args.label or folder_name(args.weights, ROOT)
     entry = {"weights": name, "clips": args.clips, "seed": args.seed, **results}
-    path = Path(args.json)
-    existing = json.loads(path.read_text()) if path.exists() else {"benchmark": "conditioning_probe", "runs": []}
-    existing["runs"] = [run for run in existing["runs"] if run["weights"] != name] + [entry]
-    path.write_text(json.dumps(existing, indent=2) + "\n")
+    record_run(args.json, "conditioning_probe", entry, key=lambda run: run["weights"])
     print(f"{args.clips} held-out clips ({name}):")
     for measure, values in results.items():
         for condition, value in values.items():

@@ -24,6 +24,8 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from bench.results_file import folder_name, record_run  # noqa: E402
+
 STRIDE = 4  # every 4th frame: neighbours are near copies
 RESOLUTION = 64  # MEMO-Tiny's frames; takes rendered larger are brought down first, as the evaluation does
 
@@ -78,13 +80,9 @@ def main() -> None:
         sys.exit(f"No dataset at {root}: make it as docs/TRAINING.md says (synth dataset --held-out).")
 
     results = measure(args.vae, root, args.takes)
-    folder = Path(args.vae).resolve()
-    name = args.label or (str(folder.relative_to(ROOT)) if folder.is_relative_to(ROOT) else str(folder))
+    name = args.label or folder_name(args.vae, ROOT)
     entry = {"vae": name, "takes": args.takes, "stride": STRIDE, **results}
-    path = Path(args.json)
-    existing = json.loads(path.read_text()) if path.exists() else {"benchmark": "vae_expression", "runs": []}
-    existing["runs"] = [run for run in existing["runs"] if run["vae"] != name] + [entry]
-    path.write_text(json.dumps(existing, indent=2) + "\n")
+    record_run(args.json, "vae_expression", entry, key=lambda run: run["vae"])
     print(json.dumps(entry, indent=2))
 
 
