@@ -209,7 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", required=True, help="YAML file of memo_model.training.train.TrainConfig")
     train.add_argument("--resume", action="store_true", help="continue from the latest checkpoint of output_dir")
     train.add_argument(
-        "--max-steps", type=int, help="stop at this step instead of the config's (weights are written; --resume goes on)"
+        "--max-steps",
+        type=int,
+        help="stop at this step instead of the config's (weights are written; --resume goes on)",
     )
     train.set_defaults(func=_train)
 

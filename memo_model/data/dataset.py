@@ -14,7 +14,13 @@ that module's docstring. Each item is one clip (checkpoint_spec.md §4.4, paper 
 - ``emotion``: the clip's label, the majority of its frame labels (ties -> the smaller index), or "none";
 - ``clip_start``: the clip's first frame in its video (to look up the row's other per-frame labels).
 
-Legend: f clip frames, p past frames, H W pixels, e embedding size, l feature layers, c feature channels.
+With ``latents`` (a folder written by ``data.latent_cache.cache_latents``) the three pixel entries are replaced by
+the same frames' VAE posteriors: ``latent_mean`` and ``latent_std`` (f, c, h, w) for the clip, ``past_latents``
+(p_max, c, h, w) and ``reference_latent`` (c, h, w), posterior means; the clip, past frames and reference are
+chosen exactly as without the cache.
+
+Legend: f clip frames, p past frames, H W pixels, e embedding size, l feature layers, c feature (or latent)
+channels, h w latent size.
 """
 
 import json
@@ -24,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 from torch.utils.data import Dataset
 
 from memo_model.audio.emotion import NO_EMOTION
@@ -76,6 +83,7 @@ class TalkingFaceDataset(Dataset):
         identity_embedder: Callable | None = None,
         seed: int = 0,
         cache_frames: bool = False,
+        latents: str | Path | None = None,
     ):
         self.root = Path(root)
         self.rows = [row for row in read_rows(self.root) if FEATURES_KEY in row]
@@ -90,6 +98,8 @@ class TalkingFaceDataset(Dataset):
         # Decoded videos kept in memory (uint8; ~0.7 GB for MEMO-Tiny's 32 minutes at 64 px): decoding a video
         # took as long as a stage-1 training step. Each DataLoader worker process holds its own copy.
         self._frames: dict[int, np.ndarray] | None = {} if cache_frames else None
+        self.latents = None if latents is None else Path(latents)
+        self._latents: dict[int, dict[str, torch.Tensor]] = {}  # ~120 MB for MEMO-Tiny's 32 minutes
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -101,11 +111,23 @@ class TalkingFaceDataset(Dataset):
             self._frames[index] = decode_video(self.root / self.rows[index]["video"], self.resolution)
         return self._frames[index]
 
-    def _reference(self, row: dict, frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def _row_latents(self, index: int) -> dict[str, torch.Tensor]:
+        if index not in self._latents:
+            path = self.latents / f"{self.rows[index]['id']}.safetensors"
+            if not path.is_file():
+                raise FileNotFoundError(f"{path} is missing: run cache_latents on {self.root} again.")
+            self._latents[index] = load_file(str(path))
+        return self._latents[index]
+
+    def _reference(
+        self, row: dict, frames: np.ndarray | None, rng: np.random.Generator
+    ) -> tuple[np.ndarray, int | None]:
+        """The reference image and, when it is a frame of the video, that frame's index."""
         if row.get("reference"):
             image = Image.open(self.root / row["reference"]).convert("RGB")
-            return np.array(image.resize((self.resolution, self.resolution), Image.Resampling.BOX))
-        return frames[rng.integers(len(frames))]
+            return np.array(image.resize((self.resolution, self.resolution), Image.Resampling.BOX)), None
+        frame = int(rng.integers(len(frames)))
+        return frames[frame], frame
 
     def _face_embedding(self, row: dict, reference: np.ndarray) -> torch.Tensor:
         if row.get(FACE_KEY):
@@ -117,31 +139,44 @@ class TalkingFaceDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         row = self.rows[index]
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        frames = self._video(index)
+        # With cached latents the video is decoded only where a frame of it becomes the reference image.
+        latents_only = self.latents is not None and bool(row.get("reference"))
+        frames = None if latents_only else self._video(index)
+        num_frames = len(self._row_latents(index)["mean"]) if latents_only else len(frames)
         features = torch.from_numpy(np.load(self.root / row[FEATURES_KEY], allow_pickle=False)).float()  # (T, l, c)
-        usable = min(len(frames), len(features))
+        usable = min(num_frames, len(features))
         if usable < self.clip_frames:
             raise ValueError(f"Row {row['id']} has {usable} frames; a clip needs {self.clip_frames}.")
         start = int(rng.integers(0, usable - self.clip_frames + 1))
         stop = start + self.clip_frames
 
-        reference = self._reference(row, frames[:usable], rng)
-        past = frames[max(0, start - self.max_past_frames) : start]
-        filler = np.repeat(reference[None], self.max_past_frames - len(past), axis=0)
-        past = np.concatenate([filler, past]) if len(filler) else past
+        reference, reference_frame = self._reference(row, None if frames is None else frames[:usable], rng)
+        first_past = max(0, start - self.max_past_frames)
+        fill = self.max_past_frames - (start - first_past)  # the reference fills in before the video's start
 
         labels = None
         if row.get("labels"):
             labels = json.loads((self.root / row["labels"]).read_text()).get("emotion")
-        return {
-            "pixels": to_pixels(frames[start:stop]),
-            "past_pixels": to_pixels(past),
-            "reference_pixels": to_pixels(reference[None])[0],
+        item = {
             "face_embedding": self._face_embedding(row, reference),
             "audio_features": features[window_indices(start, stop, usable, WINDOW)],  # (f, window, l, c)
             "emotion": torch.tensor(clip_emotion(labels, start, stop)),
             "clip_start": torch.tensor(start),
         }
+        if self.latents is None:
+            past = np.concatenate([np.repeat(reference[None], fill, axis=0), frames[first_past:start]])
+            item["pixels"] = to_pixels(frames[start:stop])
+            item["past_pixels"] = to_pixels(past)
+            item["reference_pixels"] = to_pixels(reference[None])[0]
+            return item
+        cached = self._row_latents(index)
+        mean = cached["mean"]  # (T, c, h, w)
+        reference_latent = mean[reference_frame] if reference_frame is not None else cached["reference_mean"][0]
+        item["latent_mean"] = mean[start:stop]
+        item["latent_std"] = cached["std"][start:stop]
+        item["past_latents"] = torch.cat([reference_latent.expand(fill, -1, -1, -1), mean[first_past:start]])
+        item["reference_latent"] = reference_latent
+        return item
 
 
 def cache_audio_features(root: str | Path, extractor, fps: float | None = None) -> int:

@@ -6,7 +6,8 @@
     accelerate launch --config_file configs/accelerate/multi_gpu.yaml -m memo_model train --config ...
 
 One step (checkpoint_spec.md §4 where the paper is silent):
-  1. VAE-encode the clip (posterior sample x 0.18215), the reference and the past frames (frozen VAE);
+  1. VAE-encode the clip (posterior sample x 0.18215), the reference and the past frames (frozen VAE; with
+     ``data.cache_latents`` every take is encoded once before the loop and the step samples the cached posterior);
   2. condition dropout, 5 % each (appendix D): the reference (face tokens from a zero embedding and no reference
      attention — what the unconditional guidance pass sees at inference), the audio (zero tokens, as inference),
      the past frames (replaced by the reference image, as the first clip at inference); emotions are dropped per
@@ -57,6 +58,7 @@ class DataConfig:
     past_frames: tuple[int, ...] = (16,)  # a choice per step: dynamic past-frame counts (appendix D)
     num_workers: int = 0
     cache_frames: bool = False  # keep decoded videos in memory (see TalkingFaceDataset)
+    cache_latents: bool = False  # encode every frame once before training (data/latent_cache.py), not every step
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,28 @@ def encode(vae, pixels: torch.Tensor, sample: bool, generator=None) -> torch.Ten
     return latents * vae.config.scaling_factor
 
 
+def clip_and_reference_latents(vae, batch: dict, num_past: int, drop_past: torch.Tensor):
+    """The clip's latents (b, c, f, h, w), a posterior sample, and [reference, past frames] (b, c, 1 + p, h, w).
+
+    Past frames of samples in ``drop_past`` are replaced by the reference (as the first clip at inference). The
+    batch holds pixels, or with a latent cache (data/latent_cache.py) the posteriors of the same frames.
+    """
+    if "latent_mean" in batch:
+        scale = vae.config.scaling_factor
+        mean = batch["latent_mean"]  # (b, f, c, h, w)
+        latents = (mean + batch["latent_std"] * torch.randn_like(mean)) * scale
+        reference, past = batch["reference_latent"][:, None] * scale, batch["past_latents"][:, -num_past:] * scale
+    else:
+        b, f = batch["pixels"].shape[:2]
+        latents = encode(vae, batch["pixels"].flatten(0, 1), sample=True).unflatten(0, (b, f))  # (b, f, c, h, w)
+        reference, past = batch["reference_pixels"][:, None], batch["past_pixels"][:, -num_past:]
+    past = torch.where(drop_past[:, None, None, None, None], reference, past)
+    stack = torch.cat([reference, past], dim=1)  # (b, 1 + p, ...)
+    if "latent_mean" not in batch:
+        stack = encode(vae, stack.flatten(0, 1), sample=False).unflatten(0, stack.shape[:2])
+    return latents.transpose(1, 2), stack.transpose(1, 2)
+
+
 def drop_mask(batch: int, probability: float, generator: torch.Generator) -> torch.Tensor:
     return torch.rand(batch, generator=generator) < probability
 
@@ -155,6 +179,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     from diffusers.training_utils import EMAModel
 
     from memo_model.data.dataset import TalkingFaceDataset
+    from memo_model.data.latent_cache import cache_latents
     from memo_model.vision.face import ThumbnailEmbedder
 
     output = Path(config.output_dir)
@@ -172,7 +197,12 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     module = TrainingModule(components)
     ema = EMAModel(trainable, decay=config.ema_decay) if config.ema_decay else None
 
-    # 2. Data
+    # 2. Data (with the latent cache: every take VAE-encoded once, the main process first, the others reuse it)
+    vae.to(accelerator.device)
+    latents = None
+    if config.data.cache_latents:
+        with accelerator.main_process_first():
+            latents = cache_latents(config.data.root, vae, config.data.resolution, log=accelerator.print)
     dataset = TalkingFaceDataset(
         config.data.root,
         resolution=config.data.resolution,
@@ -181,6 +211,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         identity_embedder=ThumbnailEmbedder(config.identity_thumbnail),
         seed=config.seed,
         cache_frames=config.data.cache_frames,
+        latents=latents,
     )
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=config.batch_size, shuffle=True, num_workers=config.data.num_workers, drop_last=True
@@ -195,7 +226,6 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         eps=config.adam_epsilon,
     )
     module, optimizer, loader = accelerator.prepare(module, optimizer, loader)
-    vae.to(accelerator.device)
     if ema is not None:
         accelerator.register_for_checkpointing(ema)
 
@@ -273,19 +303,13 @@ class TrainingModule(torch.nn.Module):
 
 def training_step(nets, vae, batch, config: TrainConfig, uses_audio: bool, num_past: int, generator, threshold):
     """One forward pass and the loss; returns (loss, per-sample losses, samples dropped by the spike filter)."""
-    device = batch["pixels"].device
-    b, f = batch["pixels"].shape[:2]
+    device = batch["emotion"].device
+    b = batch["emotion"].shape[0]
     dropout = config.dropout
 
+    drop_past = drop_mask(b, dropout.past_frames, generator).to(device)
     with torch.no_grad():
-        latents = encode(vae, batch["pixels"].flatten(0, 1), sample=True, generator=None)  # ((b f), c, h, w)
-        latents = latents.unflatten(0, (b, f)).transpose(1, 2)  # (b, c, f, h, w)
-        past = batch["past_pixels"][:, -num_past:]
-        drop_past = drop_mask(b, dropout.past_frames, generator).to(device)
-        past = torch.where(drop_past[:, None, None, None, None], batch["reference_pixels"][:, None], past)
-        stack = torch.cat([batch["reference_pixels"][:, None], past], dim=1)  # (b, 1 + p, 3, H, W)
-        stack_latents = encode(vae, stack.flatten(0, 1), sample=False).unflatten(0, (b, 1 + num_past))
-        stack_latents = stack_latents.transpose(1, 2)  # (b, c, 1 + p, h, w)
+        latents, stack_latents = clip_and_reference_latents(vae, batch, num_past, drop_past)
 
     keep_reference = ~drop_mask(b, dropout.reference, generator).to(device)
     face_embedding = batch["face_embedding"] * keep_reference[:, None]

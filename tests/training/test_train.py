@@ -5,8 +5,10 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -91,6 +93,99 @@ def test_cached_frames_give_the_same_items_without_decoding_again(setup, monkeyp
             a, b = plain[index], cached[index]
             assert all(torch.equal(a[key], b[key]) for key in a)
     assert len(decoded) == 3 * len(plain) + len(plain)  # the plain dataset every time, the cached one once
+
+
+def _without_references(source: Path, target: Path) -> Path:
+    """A copy of the dataset whose rows have no reference image (the reference is then a frame of the video)."""
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("latents"))
+    rows = [json.loads(line) for line in (target / "metadata.jsonl").read_text().splitlines()]
+    (target / "metadata.jsonl").write_text("".join(json.dumps({**r, "reference": None}) + "\n" for r in rows))
+    return target
+
+
+@pytest.mark.parametrize("references", ["image", "video frame"])
+def test_latent_cache_gives_the_posteriors_of_the_same_frames(setup, tmp_path, monkeypatch, references):
+    from diffusers import AutoencoderKL
+
+    from memo_model.data.latent_cache import cache_latents
+    from memo_model.training.train import clip_and_reference_latents
+
+    data = setup / "data" if references == "image" else _without_references(setup / "data", tmp_path / "data")
+    vae = AutoencoderKL.from_pretrained(setup / "vae").eval()
+    folder = cache_latents(data, vae, resolution=16)
+    assert len(list(folder.glob("*.safetensors"))) == 2
+    kwargs = dict(resolution=16, clip_frames=4, max_past_frames=3, identity_embedder=ThumbnailEmbedder(4), seed=5)
+    plain = TalkingFaceDataset(data, **kwargs)
+    cached = TalkingFaceDataset(data, latents=folder, **kwargs)
+    for epoch in range(4):  # clip starts near the video's start too, where the reference fills the past frames
+        plain.epoch = cached.epoch = epoch
+        for index in range(len(plain)):
+            a, b = plain[index], cached[index]
+            for key in ("face_embedding", "audio_features", "emotion", "clip_start"):
+                assert torch.equal(a[key], b[key])
+            with torch.no_grad():
+                posterior = vae.encode(a["pixels"]).latent_dist
+                assert torch.allclose(b["latent_mean"], posterior.mean, atol=1e-5)
+                assert torch.allclose(b["latent_std"], posterior.std, atol=1e-5)
+                assert torch.allclose(b["past_latents"], vae.encode(a["past_pixels"]).latent_dist.mean, atol=1e-5)
+                reference = vae.encode(a["reference_pixels"][None]).latent_dist.mean[0]
+                assert torch.allclose(b["reference_latent"], reference, atol=1e-5)
+
+    # What the training step makes of either batch: the same latents, to the same posterior sample
+    collate = torch.utils.data.default_collate
+    pixel_batch, latent_batch = collate([plain[0], plain[1]]), collate([cached[0], cached[1]])
+    drop_past = torch.tensor([False, True])
+    with torch.no_grad():
+        torch.manual_seed(3)
+        from_pixels = clip_and_reference_latents(vae, pixel_batch, 2, drop_past)
+        torch.manual_seed(3)
+        from_cache = clip_and_reference_latents(vae, latent_batch, 2, drop_past)
+    for x, y in zip(from_pixels, from_cache, strict=True):
+        assert x.shape == y.shape and torch.allclose(x, y, atol=1e-4)
+    assert from_cache[0].shape == (2, 4, 4, 8, 8)  # (b, c, f, h, w)
+    assert from_cache[1].shape == (2, 4, 3, 8, 8)  # (b, c, 1 + p, h, w)
+
+    if references == "image":  # the video's frames are not needed then: it is never decoded
+        import memo_model.data.dataset as dataset_module
+
+        monkeypatch.setattr(dataset_module, "decode_video", lambda *a: pytest.fail("decoded a video"))
+        fresh = TalkingFaceDataset(data, latents=folder, **kwargs)
+        fresh.epoch = cached.epoch
+        assert torch.equal(fresh[1]["latent_mean"], cached[1]["latent_mean"])
+
+
+def test_latent_cache_is_encoded_once_per_vae_encoder(setup, tmp_path, monkeypatch):
+    from diffusers import AutoencoderKL
+
+    import memo_model.data.latent_cache as latent_cache
+
+    data = _without_references(setup / "data", tmp_path / "data")
+    vae = AutoencoderKL.from_pretrained(setup / "vae").eval()
+    encoded = []
+    original = latent_cache.posterior
+    monkeypatch.setattr(
+        latent_cache, "posterior", lambda vae, frames, n: encoded.append(len(frames)) or original(vae, frames, n)
+    )
+    first = latent_cache.cache_latents(data, vae, resolution=16)
+    assert len(encoded) == 2  # one call per take: no reference images in this copy
+    assert latent_cache.cache_latents(data, vae, resolution=16) == first and len(encoded) == 2  # reused
+    with torch.no_grad():
+        vae.decoder.conv_out.weight.mul_(2)  # a decoder change keeps the cache...
+    assert latent_cache.cache_latents(data, vae, resolution=16) == first and len(encoded) == 2
+    with torch.no_grad():
+        vae.encoder.conv_in.weight.mul_(2)  # ...an encoder change gets a cache of its own
+    second = latent_cache.cache_latents(data, vae, resolution=16)
+    assert second != first and len(encoded) == 4
+    assert not list(second.glob("*.partial"))
+
+
+def test_training_with_the_latent_cache(setup, tmp_path):
+    cfg = config(setup, tmp_path / "cached", stage="stage2")
+    cfg = replace(cfg, data=replace(cfg.data, cache_latents=True))
+    weights = train(cfg)
+    assert logged_steps(tmp_path / "cached") == [1, 2]
+    assert len(list((setup / "data" / "latents").glob("16px-*/*.safetensors"))) == 2
+    assert (weights / "diffusion_net" / "diffusion_pytorch_model.safetensors").is_file()
 
 
 def test_stage1_trains_spatial_modules_and_writes_loadable_weights(setup, tmp_path):
