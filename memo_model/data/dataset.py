@@ -99,7 +99,7 @@ class TalkingFaceDataset(Dataset):
         # took as long as a stage-1 training step. Each DataLoader worker process holds its own copy.
         self._frames: dict[int, np.ndarray] | None = {} if cache_frames else None
         self.latents = None if latents is None else Path(latents)
-        self._latents: dict[int, dict[str, torch.Tensor]] = {}  # ~120 MB for MEMO-Tiny's 32 minutes
+        self._latents: dict[int, dict[str, torch.Tensor]] = {}  # ~450 MB for MEMO-Tiny's 32 minutes
 
     def __len__(self) -> int:
         return len(self.rows)
