@@ -208,22 +208,32 @@ class StudioService:
 
     # --- model panel ------------------------------------------------------------------------------------------
 
-    def load_model(self, weights: str | None) -> tuple[str, dict, dict]:
-        """Load weights (a folder, a hub id, or empty = the bundled MEMO-Tiny); on error keep the model we had."""
+    def load_model(self, weights: str | None) -> tuple[str, dict, dict, dict, dict, dict, dict]:
+        """Load weights (a folder, a hub id, or empty = the bundled MEMO-Tiny); on error keep the model we had.
+
+        Returns the status, the resolution choices, the preview button, and the emotion / reference / audio
+        guidance and steps sliders: set to the new model's defaults when it loaded, untouched when it did not.
+        """
         from memo_model.loading import CheckpointError, load_pipeline  # imports torch: only when a model is loaded
 
         source = (weights or "").strip() or None
+        loaded = False
         with self._model_lock:
             try:
                 self.pipeline = load_pipeline(source, device=self.settings.device)
                 self.model_error = None
+                loaded = True
             except (SetupError, CheckpointError, OSError, ValueError) as error:
                 if source is None and self.pipeline is None:
                     self.model_error = f"{NO_MODEL_MESSAGE}\n\n_{error}_"
                 else:
                     self.model_error = f"Could not load `{source or 'the bundled model'}`: {error}"
             self._analyses.clear()  # detections depend on the model's detector
-        return self.model_status(), self.resolution_update(), gr.update(value=self.preview_label())
+        # one update per slider: gradio consumes an update's value when it applies it
+        guidance = [gr.update(value=self.default_guidance()) if loaded else gr.update() for _ in range(3)]
+        steps = gr.update(value=self.default_steps()) if loaded else gr.update()
+        preview = gr.update(value=self.preview_label())
+        return self.model_status(), self.resolution_update(), preview, *guidance, steps
 
     def model_status(self) -> str:
         lines = []

@@ -268,7 +268,7 @@ def build_demo(service: StudioService) -> gr.Blocks:
         load_model.click(
             service.load_model,
             weights,
-            [model_status, resolution, preview],
+            [model_status, resolution, preview, emotion_strength, reference_guidance, audio_guidance, steps],
             api_name="load_model",
             concurrency_id=GENERATION,
             concurrency_limit=1,

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from gradio_client import Client, handle_file
 
+from memo_model.testing import write_random_tiny_weights
 from memo_model.vision.video_io import probe_media
 
 
@@ -123,5 +124,19 @@ def test_cancel_stops_within_a_step_and_keeps_the_partial_video(client, media, r
 
 
 def test_loading_missing_weights_keeps_the_active_model(client):
-    status, _ = client.predict("/no/such/weights", api_name="/load_model")
+    status, *_ = client.predict("/no/such/weights", api_name="/load_model")
     assert "does not exist" in status and "tiny-random" in status
+
+
+def test_loading_a_model_moves_the_guidance_and_steps_sliders_to_its_defaults(client, weights, tmp_path):
+    from memo_model.loading import MANIFEST_NAME
+
+    other = write_random_tiny_weights(tmp_path / "other")
+    manifest = json.loads((other / MANIFEST_NAME).read_text())
+    (other / MANIFEST_NAME).write_text(json.dumps({**manifest, "default_guidance": 1.5, "default_steps": 7}))
+    try:
+        _, _, *sliders = client.predict(str(other), api_name="/load_model")  # emotion, reference, audio, steps
+        assert [update.get("value") for update in sliders] == [1.5, 1.5, 1.5, 7]
+    finally:  # the other tests share this app: give it its model back
+        *_, steps = client.predict(str(weights), api_name="/load_model")
+    assert steps["value"] != 7

@@ -63,5 +63,25 @@ def test_the_preview_button_names_the_active_models_preview_steps(tmp_path):
     (quick / MANIFEST_NAME).write_text(json.dumps({**manifest, "preview_steps": 1}))
     service = StudioService(AppSettings(weights=str(quick), output_dir=tmp_path / "out"))
     assert service.preview_label() == "Preview (first 3 s, 1 step)"
-    _, _, button = service.load_model(str(plain))
+    _, _, button, *_ = service.load_model(str(plain))
     assert button["value"] == "Preview (first 3 s, 8 steps)"  # loading a model relabels the button
+
+
+def test_loading_a_model_sets_the_sliders_to_its_defaults_and_a_failure_keeps_them(tmp_path):
+    import json
+
+    from memo_model.loading import MANIFEST_NAME
+    from memo_model.testing import write_random_tiny_weights
+
+    first = write_random_tiny_weights(tmp_path / "first")
+    second = write_random_tiny_weights(tmp_path / "second")
+    manifest = json.loads((second / MANIFEST_NAME).read_text())
+    (second / MANIFEST_NAME).write_text(json.dumps({**manifest, "default_guidance": 1.5, "default_steps": 7}))
+    service = StudioService(AppSettings(weights=str(first), output_dir=tmp_path / "out"))
+    before = service.default_guidance(), service.default_steps()
+    assert before != (1.5, 7)
+    *_, emotion, reference, audio, steps = service.load_model(str(second))
+    assert [emotion["value"], reference["value"], audio["value"], steps["value"]] == [1.5, 1.5, 1.5, 7]
+    status, *_, emotion, reference, audio, steps = service.load_model(str(tmp_path / "missing"))
+    assert "Could not load" in status
+    assert all("value" not in update for update in (emotion, reference, audio, steps))  # the user's values stay
