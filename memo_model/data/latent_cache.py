@@ -12,8 +12,8 @@ as the uncached path does. ``TalkingFaceDataset(latents=folder)`` reads it.
 Layout, next to the dataset's other caches: ``latents/<resolution>px-<vae fingerprint>/<row id>.safetensors``
 with ``mean`` and ``std`` (T, c, h, w), and ``reference_mean`` (1, c, h, w) when the row has a reference image.
 The fingerprint is a hash of the VAE's config and encoder weights: a VAE with another encoder gets its own folder,
-never a stale one (a decoder-only fine-tune keeps the cache). Values are
-unscaled (multiply by ``vae.config.scaling_factor``, as ``training.train.encode`` does).
+never a stale one (a decoder-only fine-tune keeps the cache). Values are unscaled (multiply by
+``vae.config.scaling_factor``, as ``training.train.encode`` does).
 
 Legend: T frames of a take, c latent channels, h w latent size.
 """
@@ -33,8 +33,13 @@ LATENTS_DIR = "latents"
 
 
 def encoder_fingerprint(vae) -> str:
-    """Short hash of what decides the posterior: the encoder's (and quant_conv's) weights and the config."""
-    digest = hashlib.sha256(json.dumps(dict(vae.config), sort_keys=True, default=str).encode())
+    """Short hash of what decides the posterior: the encoder's (and quant_conv's) weights and the architecture.
+
+    Config keys starting with "_" (the folder it was loaded from, the diffusers version) are left out: the same
+    VAE read from another path keeps its cache.
+    """
+    architecture = {key: value for key, value in dict(vae.config).items() if not key.startswith("_")}
+    digest = hashlib.sha256(json.dumps(architecture, sort_keys=True, default=str).encode())
     for name, tensor in sorted(vae.state_dict().items()):
         if name.startswith(("encoder.", "quant_conv.")):
             digest.update(name.encode())

@@ -169,6 +169,9 @@ def test_latent_cache_is_encoded_once_per_vae_encoder(setup, tmp_path, monkeypat
     first = latent_cache.cache_latents(data, vae, resolution=16)
     assert len(encoded) == 2  # one call per take: no reference images in this copy
     assert latent_cache.cache_latents(data, vae, resolution=16) == first and len(encoded) == 2  # reused
+    vae.save_pretrained(tmp_path / "moved_vae")
+    moved = AutoencoderKL.from_pretrained(tmp_path / "moved_vae").eval()
+    assert latent_cache.cache_latents(data, moved, resolution=16) == first and len(encoded) == 2  # same VAE, new path
     with torch.no_grad():
         vae.decoder.conv_out.weight.mul_(2)  # a decoder change keeps the cache...
     assert latent_cache.cache_latents(data, vae, resolution=16) == first and len(encoded) == 2
