@@ -58,6 +58,12 @@ def decode_video(path: str | Path, size: int) -> np.ndarray:
     return np.stack(frames)
 
 
+def read_reference(root: str | Path, row: dict, size: int) -> np.ndarray:
+    """A row's reference image resized to size x size: (size, size, 3) uint8."""
+    image = Image.open(Path(root) / row["reference"]).convert("RGB")
+    return np.array(image.resize((size, size), Image.Resampling.BOX))
+
+
 def to_pixels(frames: np.ndarray) -> torch.Tensor:
     """(n, H, W, 3) uint8 -> (n, 3, H, W) float in [-1, 1]."""
     return torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1.0
@@ -124,8 +130,7 @@ class TalkingFaceDataset(Dataset):
     ) -> tuple[np.ndarray, int | None]:
         """The reference image and, when it is a frame of the video, that frame's index."""
         if row.get("reference"):
-            image = Image.open(self.root / row["reference"]).convert("RGB")
-            return np.array(image.resize((self.resolution, self.resolution), Image.Resampling.BOX)), None
+            return read_reference(self.root, row, self.resolution), None
         frame = int(rng.integers(len(frames)))
         return frames[frame], frame
 

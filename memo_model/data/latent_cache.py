@@ -24,10 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from safetensors.torch import save_file
 
-from memo_model.data.dataset import decode_video, read_rows, to_pixels
+from memo_model.data.dataset import decode_video, read_reference, read_rows, to_pixels
 
 LATENTS_DIR = "latents"
 
@@ -74,9 +73,8 @@ def cache_latents(root: str | Path, vae, resolution: int, batch_size: int = 64, 
         mean, std = posterior(vae, decode_video(root / row["video"], resolution), batch_size)
         tensors = {"mean": mean, "std": std}
         if row.get("reference"):
-            image = Image.open(root / row["reference"]).convert("RGB")
-            image = np.array(image.resize((resolution, resolution), Image.Resampling.BOX))[None]
-            tensors["reference_mean"] = posterior(vae, image, batch_size)[0]
+            reference = read_reference(root, row, resolution)[None]  # as the dataset reads it
+            tensors["reference_mean"] = posterior(vae, reference, batch_size)[0]
         partial = folder / f"{row['id']}.safetensors.partial"
         save_file(tensors, str(partial))
         partial.replace(folder / f"{row['id']}.safetensors")  # a killed run leaves no half-written cache file

@@ -140,7 +140,8 @@ def clip_and_reference_latents(vae, batch: dict, num_past: int, drop_past: torch
     Past frames of samples in ``drop_past`` are replaced by the reference (as the first clip at inference). The
     batch holds pixels, or with a latent cache (data/latent_cache.py) the posteriors of the same frames.
     """
-    if "latent_mean" in batch:
+    cached = "latent_mean" in batch
+    if cached:
         scale = vae.config.scaling_factor
         mean = batch["latent_mean"]  # (b, f, c, h, w)
         latents = (mean + batch["latent_std"] * torch.randn_like(mean)) * scale
@@ -151,7 +152,7 @@ def clip_and_reference_latents(vae, batch: dict, num_past: int, drop_past: torch
         reference, past = batch["reference_pixels"][:, None], batch["past_pixels"][:, -num_past:]
     past = torch.where(drop_past[:, None, None, None, None], reference, past)
     stack = torch.cat([reference, past], dim=1)  # (b, 1 + p, ...)
-    if "latent_mean" not in batch:
+    if not cached:  # the reference and past frames are still pixels
         stack = encode(vae, stack.flatten(0, 1), sample=False).unflatten(0, stack.shape[:2])
     return latents.transpose(1, 2), stack.transpose(1, 2)
 
