@@ -27,6 +27,9 @@ def _train_vae(args: argparse.Namespace) -> int:
         init_from=args.init_from,
         decoder_only=args.decoder_only,
         expression_weight=args.expression_weight,
+        image_size=args.size,
+        latent_channels=args.latent_channels,
+        bf16=args.bf16,
     )
     return 0
 
@@ -48,7 +51,7 @@ def _train_emotion(args: argparse.Namespace) -> int:
 
 def add_train_parts_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``train-vae`` and ``train-emotion``; each sets ``func(args)``."""
-    vae = subparsers.add_parser("train-vae", help="train MEMO-Tiny's 64 px AutoencoderKL on synthetic renders")
+    vae = subparsers.add_parser("train-vae", help="train MEMO-Tiny's AutoencoderKL (64 or 128 px) on synthetic renders")
     vae.add_argument("--output", required=True, help="run folder: vae/, checkpoint/, log.csv, report.json")
     vae.add_argument("--steps", type=int, default=1000)
     vae.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint")
@@ -64,6 +67,9 @@ def add_train_parts_parser(subparsers: argparse._SubParsersAction) -> None:
     vae.add_argument(
         "--expression-weight", type=float, default=0.0, help="> 0: weight the L1 loss towards brows, eyes and mouth"
     )
+    vae.add_argument("--size", type=int, default=64, choices=(64, 128), help="frame size (a fresh run's architecture)")
+    vae.add_argument("--latent-channels", type=int, default=4, help="latent channels (a fresh run's architecture)")
+    vae.add_argument("--bf16", action="store_true", help="bfloat16 autocast (fast on CPUs with AVX512-BF16 or AMX)")
     vae.add_argument("--seed", type=int, default=0)
     vae.add_argument("--threads", type=int, default=1, help="torch threads (one more process renders frames)")
     vae.set_defaults(func=_train_vae)

@@ -47,7 +47,7 @@ from memo_model.data.synthetic.identity import HELD_OUT_SEED_START, sample_ident
 from memo_model.data.synthetic.renderer import FaceRenderer
 from memo_model.training.checkpoints import MODEL_FILE, load_checkpoint, save_checkpoint
 
-IMAGE_SIZE = 64  # MEMO-Tiny's resolution
+IMAGE_SIZE = 64  # MEMO-Tiny v1's resolution
 TINY_VAE_CONFIG = {
     "in_channels": 3,
     "out_channels": 3,
@@ -63,6 +63,25 @@ TINY_VAE_CONFIG = {
 }
 LATENT_FACTOR = 2 ** (len(TINY_VAE_CONFIG["block_out_channels"]) - 1)
 
+# MEMO-Tiny v2 at 128 px: four levels, factor 8 as SD's VAE, so a 128 px frame is a 16 x 16 latent and the
+# diffusion net costs what it cost at 64 px; the full-resolution level stays narrow (it dominates the cost).
+V2_IMAGE_SIZE = 128
+V2_VAE_CONFIG = {
+    **TINY_VAE_CONFIG,
+    "down_block_types": ("DownEncoderBlock2D",) * 4,
+    "up_block_types": ("UpDecoderBlock2D",) * 4,
+    "block_out_channels": (16, 32, 64, 128),  # 16 frames decode in ~1 s on one core (0.5 s in bf16)
+    "sample_size": V2_IMAGE_SIZE,
+}
+
+
+def vae_config(image_size: int = IMAGE_SIZE, latent_channels: int = 4) -> dict:
+    """The AutoencoderKL architecture for a frame size: 64 px -> v1 (factor 4), 128 px -> v2 (factor 8)."""
+    base = {IMAGE_SIZE: TINY_VAE_CONFIG, V2_IMAGE_SIZE: V2_VAE_CONFIG}.get(image_size)
+    if base is None:
+        raise ValueError(f"No VAE architecture for {image_size} px frames; choose {IMAGE_SIZE} or {V2_IMAGE_SIZE}.")
+    return {**base, "latent_channels": latent_channels}
+
 # A fresh encoder's posterior has std ~1 around means ~0.1: the decoder first sees mostly noise and learns slowly.
 # Starting the log-variance at -6 (std 0.05) gives it informative latents from the first step; the KL term lets
 # the variance grow back wherever that costs no reconstruction.
@@ -74,6 +93,7 @@ FINAL_LR_SHARE = 0.05  # cosine decay ends at 5 % of the peak learning rate
 SCALE_FRAMES = 512  # training frames used to measure the latent std for scaling_factor
 CHECKPOINT_DIR = "checkpoint"
 LOG_COLUMNS = ("step", "loss", "l1", "gradient", "kl", "lr", "seconds")
+RUN_FILE = "run.json"  # the architecture of a run, read back by --resume
 
 
 # --- data: random frames of random people ----------------------------------------------------------------------
@@ -105,11 +125,14 @@ def expression_map(renderer: FaceRenderer, state, frame: np.ndarray, rng: np.ran
 
 
 class RenderedFaces(IterableDataset):
-    """Endless batches of training frames: pixels (batch, 3, 64, 64) in [-1, 1], and with ``expression_weight``
-    > 0 also per-pixel loss weights (batch, 1, 64, 64) of mean 1 that favour the expression (``expression_map``)."""
+    """Endless batches of training frames: pixels (batch, 3, size, size) in [-1, 1], and with ``expression_weight``
+    > 0 also per-pixel loss weights (batch, 1, size, size) of mean 1 that favour the expression (``expression_map``)."""
 
-    def __init__(self, batch_size: int, seed: int, first_step: int, expression_weight: float = 0.0):
+    def __init__(
+        self, batch_size: int, seed: int, first_step: int, expression_weight: float = 0.0, size: int = IMAGE_SIZE
+    ):
         self.batch_size = batch_size
+        self.size = size
         self.seed = seed
         self.first_step = first_step  # a resumed run continues with new frames instead of repeating old ones
         self.expression_weight = expression_weight
@@ -119,11 +142,11 @@ class RenderedFaces(IterableDataset):
         while True:
             seeds = rng.integers(0, HELD_OUT_SEED_START, self.batch_size)
             if not self.expression_weight:
-                yield to_pixels(render_frames(seeds, rng)), None
+                yield to_pixels(render_frames(seeds, rng, self.size)), None
                 continue
             frames, maps = [], []
             for seed in seeds:
-                renderer = FaceRenderer(sample_identity(int(seed)), IMAGE_SIZE)
+                renderer = FaceRenderer(sample_identity(int(seed)), self.size)
                 state = random_state(rng)
                 frames.append(renderer(state))
                 maps.append(expression_map(renderer, state, frames[-1], rng))
@@ -142,13 +165,19 @@ def image_gradient_l1(prediction: torch.Tensor, target: torch.Tensor) -> torch.T
 
 
 def vae_losses(
-    vae: AutoencoderKL, pixels: torch.Tensor, generator: torch.Generator, weights: torch.Tensor | None = None
+    vae: AutoencoderKL,
+    pixels: torch.Tensor,
+    generator: torch.Generator,
+    weights: torch.Tensor | None = None,
+    bf16: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Reconstruction of a posterior sample (as the diffusion net's targets are), and the KL per latent value.
 
-    ``weights`` (n, 1, h, w), mean 1 per image, weight the L1 term per pixel (``RenderedFaces``)."""
-    posterior = vae.encode(pixels).latent_dist
-    reconstruction = vae.decode(posterior.sample(generator)).sample
+    ``weights`` (n, 1, h, w), mean 1 per image, weight the L1 term per pixel (``RenderedFaces``). ``bf16`` runs
+    the networks under CPU bfloat16 autocast; the losses are computed in float32."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        posterior = vae.encode(pixels).latent_dist
+        reconstruction = vae.decode(posterior.sample(generator)).sample.float()
     error = (reconstruction - pixels).abs()
     return {
         "l1": (error if weights is None else error * weights).mean(),
@@ -187,16 +216,16 @@ def latent_std(vae: AutoencoderKL, pixels: torch.Tensor, generator: torch.Genera
     return latents.mean().item(), latents.std().item()
 
 
-def held_out_frames(num_frames: int, seed: int) -> np.ndarray:
-    """Frames of ``num_frames`` different held-out people, (n, 64, 64, 3) uint8."""
+def held_out_frames(num_frames: int, seed: int, size: int = IMAGE_SIZE) -> np.ndarray:
+    """Frames of ``num_frames`` different held-out people, (n, size, size, 3) uint8."""
     rng = np.random.default_rng([seed, 0x5EE])
-    return render_frames(HELD_OUT_SEED_START + rng.permutation(100_000)[:num_frames], rng)
+    return render_frames(HELD_OUT_SEED_START + rng.permutation(100_000)[:num_frames], rng, size)
 
 
 def evaluate_vae(vae: AutoencoderKL, num_frames: int = 256, seed: int = 1) -> dict[str, float]:
-    """Held-out PSNR (dB): mean, and the 5th percentile (the worst faces)."""
+    """Held-out PSNR (dB) at the VAE's own frame size: mean, and the 5th percentile (the worst faces)."""
     vae.eval()
-    frames = held_out_frames(num_frames, seed)
+    frames = held_out_frames(num_frames, seed, vae.config.sample_size)
     scores = psnr(reconstruct(vae, frames), frames)
     return {"psnr": float(scores.mean()), "psnr_p5": float(np.percentile(scores, 5)), "frames": num_frames}
 
@@ -217,8 +246,8 @@ def reconstruction_grid(frames: np.ndarray, reconstructions: np.ndarray, columns
 
 @torch.no_grad()
 def decode_seconds(vae: AutoencoderKL, num_frames: int = 16, repeats: int = 5) -> float:
-    """Best-of-``repeats`` wall time to decode ``num_frames`` latents at IMAGE_SIZE with the current torch threads."""
-    side = IMAGE_SIZE // LATENT_FACTOR
+    """Best-of-``repeats`` wall time to decode ``num_frames`` latents of the VAE's frame size (current threads)."""
+    side = vae.config.sample_size // 2 ** (len(vae.config.block_out_channels) - 1)
     latents = torch.randn(num_frames, vae.config.latent_channels, side, side)
     vae.decode(latents)  # warm-up: first calls allocate
     times = []
@@ -252,13 +281,18 @@ def train_vae(
     init_from: str | Path | None = None,
     decoder_only: bool = False,
     expression_weight: float = 0.0,
+    image_size: int = IMAGE_SIZE,
+    latent_channels: int = 4,
+    bf16: bool = False,
 ) -> dict:
     """Train (or continue) the tiny VAE; writes ``output_dir/vae`` (``save_pretrained``) and returns the report.
 
     ``max_seconds`` stops early (after a checkpoint) when the wall-time budget is spent. ``init_from``: a VAE folder
     to start from instead of a fresh init; ``decoder_only``: train only the decoder (module docstring);
     ``expression_weight`` > 0: weight the L1 term towards brows, eyes and mouth (``expression_map``; at 64 px the
-    expression is a few pixels of them, which the plain L1 leaves smeared).
+    expression is a few pixels of them, which the plain L1 leaves smeared). ``image_size`` and ``latent_channels``
+    choose the architecture (``vae_config``) of a fresh run; a resumed run keeps the one in ``run.json``.
+    ``bf16``: CPU bfloat16 autocast for the networks (``vae_losses``).
     """
     if decoder_only and init_from is None:
         raise ValueError("decoder_only needs init_from: the trained VAE whose encoder (latent space) is kept.")
@@ -269,8 +303,14 @@ def train_vae(
     started = time.time()
 
     # 1. Model, optimiser, and the state of a previous run
+    run_file = output / RUN_FILE
+    if resume and run_file.is_file():
+        architecture = json.loads(run_file.read_text())
+    else:
+        architecture = vae_config(image_size, latent_channels)
+        run_file.write_text(json.dumps(architecture, indent=2) + "\n")
     if init_from is None:
-        vae = AutoencoderKL(**TINY_VAE_CONFIG)
+        vae = AutoencoderKL(**architecture)
         with torch.no_grad():  # conv_out gives (mean, logvar) stacked on channels
             vae.encoder.conv_out.bias[vae.config.latent_channels :] = INITIAL_LOGVAR
     else:
@@ -289,7 +329,8 @@ def train_vae(
         print(f"resumed from step {first_step}")
 
     # 2. Data: one worker renders the next batches while this process trains
-    stream = RenderedFaces(batch_size, seed, first_step, expression_weight)
+    size = vae.config.sample_size
+    stream = RenderedFaces(batch_size, seed, first_step, expression_weight, size)
     loader = DataLoader(stream, batch_size=None, num_workers=num_workers, prefetch_factor=4 if num_workers else None)
     generator = torch.Generator().manual_seed(seed + first_step)
 
@@ -308,7 +349,7 @@ def train_vae(
                 break
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate * learning_rate_share(step, steps)
-            losses = vae_losses(vae, pixels, generator, weights)
+            losses = vae_losses(vae, pixels, generator, weights, bf16)
             loss = total_loss(losses)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -336,7 +377,7 @@ def train_vae(
     # 4. scaling_factor = 1 / std of training latents (diffusers convention), evaluation, outputs
     vae.eval()
     rng = np.random.default_rng([seed, 0x5CA1E])
-    train_pixels = to_pixels(render_frames(rng.integers(0, HELD_OUT_SEED_START, scale_frames), rng))
+    train_pixels = to_pixels(render_frames(rng.integers(0, HELD_OUT_SEED_START, scale_frames), rng, size))
     mean, std = latent_std(vae, train_pixels, torch.Generator().manual_seed(seed))
     if not decoder_only:  # a kept encoder keeps the scale the diffusion net was trained with
         vae.register_to_config(scaling_factor=1.0 / std)
@@ -350,11 +391,12 @@ def train_vae(
         "scaling_factor": vae.config.scaling_factor,
         "decoder_only": decoder_only,
         "expression_weight": expression_weight,
+        "bf16": bf16,
         "held_out": evaluate_vae(vae, eval_frames),
         "decode_16_frames_seconds": decode_seconds(vae),
         "decode_threads": torch.get_num_threads(),
     }
-    frames = held_out_frames(16, seed=2)
+    frames = held_out_frames(16, seed=2, size=size)
     Image.fromarray(reconstruction_grid(frames, reconstruct(vae, frames))).save(output / "reconstructions.png")
     (output / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))

@@ -99,3 +99,15 @@ def test_cli_registers_both_training_commands():
     emotion = parser.parse_args(["train-emotion", "--output", "run", "--steps", "7"])
     assert (vae.steps, vae.resume, emotion.steps, emotion.resume) == (5, True, 7, False)
     assert callable(vae.func) and callable(emotion.func)
+
+
+def test_v2_vae_is_factor_8_at_128_px_and_resumes_its_own_architecture(tmp_path):
+    tiny = {"batch_size": 1, "checkpoint_every": 1, "log_every": 1, "eval_frames": 2, "scale_frames": 2}
+    train_vae(tmp_path, steps=1, num_workers=0, image_size=128, latent_channels=8, bf16=True, **tiny)
+    report = train_vae(tmp_path, steps=2, resume=True, num_workers=0, **tiny)  # defaults would say 64 px, 4 channels
+    vae = AutoencoderKL.from_pretrained(tmp_path / "vae")
+    assert report["steps"] == 2 and vae.config.sample_size == 128
+    latents = vae.encode(torch.zeros(1, 3, 128, 128)).latent_dist.mean
+    assert latents.shape == (1, 8, 16, 16)
+    with pytest.raises(ValueError, match="64 or 128"):
+        train_vae(tmp_path / "odd", steps=1, num_workers=0, image_size=96)
