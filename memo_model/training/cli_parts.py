@@ -51,7 +51,7 @@ def _train_emotion(args: argparse.Namespace) -> int:
 
 def add_train_parts_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``train-vae`` and ``train-emotion``; each sets ``func(args)``."""
-    vae = subparsers.add_parser("train-vae", help="train MEMO-Tiny's AutoencoderKL (64 or 128 px) on synthetic renders")
+    vae = subparsers.add_parser("train-vae", help="train MEMO-Tiny's VAE (64 or 128 px) on synthetic renders")
     vae.add_argument("--output", required=True, help="run folder: vae/, checkpoint/, log.csv, report.json")
     vae.add_argument("--steps", type=int, default=1000)
     vae.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint")

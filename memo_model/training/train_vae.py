@@ -125,8 +125,8 @@ def expression_map(renderer: FaceRenderer, state, frame: np.ndarray, rng: np.ran
 
 
 class RenderedFaces(IterableDataset):
-    """Endless batches of training frames: pixels (batch, 3, size, size) in [-1, 1], and with ``expression_weight``
-    > 0 also per-pixel loss weights (batch, 1, size, size) of mean 1 that favour the expression (``expression_map``)."""
+    """Endless batches of training frames: pixels (batch, 3, size, size) in [-1, 1]; with ``expression_weight``
+    > 0 also per-pixel loss weights (batch, 1, size, size), mean 1, that favour the expression (``expression_map``)."""
 
     def __init__(
         self, batch_size: int, seed: int, first_step: int, expression_weight: float = 0.0, size: int = IMAGE_SIZE
