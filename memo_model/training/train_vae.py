@@ -82,6 +82,7 @@ def vae_config(image_size: int = IMAGE_SIZE, latent_channels: int = 4) -> dict:
         raise ValueError(f"No VAE architecture for {image_size} px frames; choose {IMAGE_SIZE} or {V2_IMAGE_SIZE}.")
     return {**base, "latent_channels": latent_channels}
 
+
 # A fresh encoder's posterior has std ~1 around means ~0.1: the decoder first sees mostly noise and learns slowly.
 # Starting the log-variance at -6 (std 0.05) gives it informative latents from the first step; the KL term lets
 # the variance grow back wherever that costs no reconstruction.
