@@ -52,6 +52,10 @@ OFFICIAL_MOTION_MODULE_KWARGS = {
     "temporal_attention_dim_div": 1,
 }
 NUM_EMOTIONS = 9  # len(memo_model.audio.emotion.EMOTION_LABELS); models do not import the audio package
+# The official temporal modules normalise with 32 groups whatever the UNet's norm_num_groups says (their wrapper
+# never passes it on; docs/CHECKPOINT.md). ``temporal_norm_num_groups`` is our own config key, absent from every
+# official config, so a model built from one computes what the official code computes.
+OFFICIAL_TEMPORAL_NORM_GROUPS = 32
 
 
 @dataclass(frozen=True)
@@ -108,7 +112,7 @@ class DiffusionBlock(CheckpointedBlock):
             )
         if self.has_motion:
             self.motion_modules = nn.ModuleList(
-                MemoryTemporalModule(channels, groups=settings["groups"], **settings["motion"])
+                MemoryTemporalModule(channels, groups=settings["temporal_groups"], **settings["motion"])
                 for _ in range(num_layers)
             )
 
@@ -265,6 +269,7 @@ class DiffusionNet(ModelMixin, ConfigMixin):
         num_emotions: int = NUM_EMOTIONS,
         memory_decay: float = MEMORY_DECAY,
         center_input_sample: bool = False,
+        temporal_norm_num_groups: int = OFFICIAL_TEMPORAL_NORM_GROUPS,
     ):
         super().__init__()
         if act_fn != "silu" or use_linear_projection or mid_block_type != "UNetMidBlock3DCrossAttn":
@@ -276,10 +281,18 @@ class DiffusionNet(ModelMixin, ConfigMixin):
         motion = {**OFFICIAL_MOTION_MODULE_KWARGS, **(motion_module_kwargs or {})}
         if motion["num_transformer_block"] != 1 or any(t != "Temporal_Self" for t in motion["attention_block_types"]):
             raise ValueError("The temporal module supports one transformer block of 'Temporal_Self' attentions.")
+        motion_channels = [c for i, c in enumerate(block_out_channels) if 2**i in motion_module_resolutions]
+        if any(c % temporal_norm_num_groups for c in motion_channels):
+            raise ValueError(
+                f"The temporal modules normalise with {temporal_norm_num_groups} groups, which must divide their "
+                f"channels {motion_channels}: use multiples of {temporal_norm_num_groups} in block_out_channels "
+                "(the official code's 32 groups), or set temporal_norm_num_groups in the config."
+            )
         temb_channels = block_out_channels[0] * 4
         settings = {
             "temb": temb_channels,
             "groups": norm_num_groups,
+            "temporal_groups": temporal_norm_num_groups,
             "eps": norm_eps,
             "per_frame_norm": use_inflated_groupnorm,
             "padding": downsample_padding,
