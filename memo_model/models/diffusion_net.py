@@ -67,6 +67,7 @@ class LayerInputs:
     face_tokens: torch.Tensor  # ((b f), m, c_face)
     reference: ReferenceFeatures
     use_reference: torch.Tensor | None  # ((b f),) bool; False = this row ignores the reference image
+    reference_rows: torch.Tensor | None  # ((b f),) long: whose reference image each row sees; None = its own
     memory: TemporalMemory
     emotion: torch.Tensor  # (b,) int; NUM_EMOTIONS = no emotion
     memory_decay: float
@@ -81,7 +82,11 @@ class DiffusionBlock(CheckpointedBlock):
     def layer_modules(self, x, audio_tokens, layer: int, position: int, inputs: LayerInputs):
         """Run layer ``layer`` of this block (UNet layer ``position``) after its resnet."""
         if self.has_attention:
-            reference = inputs.reference.reference_tokens(position).repeat_interleave(inputs.num_frames, dim=0)
+            reference = inputs.reference.reference_tokens(position)  # (b, h·w, c)
+            if inputs.reference_rows is None:
+                reference = reference.repeat_interleave(inputs.num_frames, dim=0)
+            else:
+                reference = reference[inputs.reference_rows]
             x, _ = self.run(self.attentions[layer], x, inputs.face_tokens, reference, inputs.use_reference)
             x, audio_tokens = self.run(self.audio_modules[layer], x, audio_tokens, inputs.emotion)
         if self.has_motion:
@@ -409,6 +414,7 @@ class DiffusionNet(ModelMixin, ConfigMixin):
         memory: TemporalMemory | None = None,
         use_reference: torch.Tensor | None = None,
         memory_decay: float | None = None,
+        reference_rows: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predict the velocity for one clip.
 
@@ -417,7 +423,9 @@ class DiffusionNet(ModelMixin, ConfigMixin):
         audio_tokens: (b, f, m_audio, c_audio); emotion: (b,) int, ``num_emotions`` = no emotion;
         memory: read-only here; ``None`` = written from ``reference``'s past frames first (a new video, training);
         use_reference: (b,) bool, False drops the reference image from spatial attention (guidance);
-        memory_decay: overrides the configured γ (use the value the memory was written with).
+        memory_decay: overrides the configured γ (use the value the memory was written with);
+        reference_rows: ((b f),) long, the sample whose reference image each frame row attends to; ``None`` = its
+        own sample's. The official inference tiles them instead (row r sees sample r mod b: ``official_rows``).
         Returns the velocity (b, c_out, f, h, w).
         """
         batch, _, num_frames, height, width = sample.shape
@@ -439,6 +447,7 @@ class DiffusionNet(ModelMixin, ConfigMixin):
             face_tokens=face_tokens.repeat_interleave(num_frames, dim=0),
             reference=reference,
             use_reference=None if use_reference is None else use_reference.repeat_interleave(num_frames, dim=0),
+            reference_rows=reference_rows,
             memory=memory,
             emotion=emotion,
             memory_decay=decay,

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
+from memo_model.models.reference_net import ReferenceFeatures
+
 
 @dataclass(frozen=True)
 class GuidancePass:
@@ -53,3 +55,42 @@ def combine(predictions: torch.Tensor, coefficients: list[float]) -> torch.Tenso
     """predictions: (passes, ...) batched in plan order -> the guided prediction (...)."""
     weights = torch.tensor(coefficients, dtype=predictions.dtype, device=predictions.device)
     return torch.einsum("p,p...->...", weights, predictions)
+
+
+# --- the guidance batch's layout ---------------------------------------------------------------------------------
+#
+# "per-sample" (our default): every pass of the guidance batch sees its own sample's reference image and face
+# tokens, which is what the weights saw in training (batch 1, no guidance batch).
+# "official": what the official inference computes. Its reference net runs on the passes' stacks one after the
+# other, [pass 0's reference + past frames, pass 1's ...], with the passes' face tokens tiled over the stacked
+# frames (frame i gets pass i mod b's); its spatial attention tiles the b reference images over the (b f) rows
+# (row r sees pass r mod b's). With 2 passes and 16 past frames each pass's reference image keeps its own face
+# tokens, while the past frames alternate between the two, and the conditional pass attends to the unconditional
+# pass's reference image on every other frame. docs/CHECKPOINT.md §"Guidance batch".
+GUIDANCE_LAYOUTS = ("per-sample", "official")
+
+
+def official_stack_passes(num_passes: int, stack_frames: int) -> torch.Tensor:
+    """(passes, stack_frames) long: whose face tokens each frame of each pass's reference stack was computed with."""
+    return torch.arange(num_passes * stack_frames).view(num_passes, stack_frames) % num_passes
+
+
+def official_reference_rows(num_passes: int, num_frames: int) -> torch.Tensor:
+    """((passes f),) long: the pass whose reference image each row of the denoiser batch attends to."""
+    return torch.arange(num_passes * num_frames) % num_passes
+
+
+def pass_references(stacks: ReferenceFeatures, condition_index: torch.Tensor, layout: str) -> ReferenceFeatures:
+    """Each pass's reference stack from the stacks computed once per face condition.
+
+    stacks: (conditions, 1 + p, ...) features of [reference, past frames] under each face condition;
+    condition_index: (passes,) the face condition of each pass. Returns (passes, 1 + p, ...) features."""
+    if layout == "per-sample":
+        return stacks.select(condition_index)
+    if layout != "official":
+        raise ValueError(f"Unknown guidance layout {layout!r}; choose one of {', '.join(GUIDANCE_LAYOUTS)}.")
+    stack_frames = stacks.layers[0].shape[1]
+    device = stacks.layers[0].device
+    condition = condition_index.cpu()[official_stack_passes(len(condition_index), stack_frames)].to(device)
+    frame = torch.arange(stack_frames, device=device).expand_as(condition)
+    return ReferenceFeatures(tuple(layer[condition, frame] for layer in stacks.layers))

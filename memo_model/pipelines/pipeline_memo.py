@@ -21,8 +21,8 @@ Legend: c latent channels, f frames per clip, p past frames, h w latent size, H 
 import json
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +38,7 @@ from memo_model.models.memory_temporal import TemporalMemory
 from memo_model.models.projections import AudioProjection, ImageProjection
 from memo_model.models.reference_net import ReferenceFeatures, ReferenceNet
 from memo_model.pipelines.emotions import ClipEmotions, plan_emotions
-from memo_model.pipelines.guidance import combine, guidance_plan
+from memo_model.pipelines.guidance import combine, guidance_plan, official_reference_rows, pass_references
 from memo_model.pipelines.request import (
     CLIP_FRAMES,
     OFFICIAL_GUIDANCE,
@@ -101,6 +101,16 @@ class GenerationResult:
     clip_emotions: ClipEmotions
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ClipOutput:
+    """One finished clip of ``MemoPipeline.run_clips``."""
+
+    clip: int  # 0-based
+    latents: torch.Tensor  # (1, c, f, h, w) the denoised latents, scaled as the diffusion net sees them
+    frames: torch.Tensor  # (kept, 3, H, W) decoded frames in [0, 1], float32 (kept < f only on a cut last clip)
+    progress: Progress
 
 
 class Cancelled(Exception):
@@ -178,14 +188,161 @@ class MemoPipeline:
         stack = rearrange(latents, "f c h w -> 1 c f h w").expand(len(faces), -1, -1, -1, -1)
         return self.offload.use(self.reference_net)(stack, faces)
 
-    def face_tokens(self, portrait: PreparedPortrait) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-        """(unconditional, conditional) face tokens (1, m, c) each, plus the embedder's warnings."""
+    def identity_embedding(self, portrait: PreparedPortrait) -> tuple[torch.Tensor, list[str]]:
+        """The portrait's identity embedding (1, d), the image projection's input, plus the embedder's warnings."""
         reads_full = getattr(self.identity_embedder, "reads_full_image", False)
         identity = self.identity_embedder(portrait.full_image if reads_full else portrait.image)
         embedding = torch.as_tensor(np.asarray(identity.embedding), dtype=self.dtype, device=self.device)[None]
-        cond = self.image_proj(embedding)
-        uncond = self.image_proj(torch.zeros_like(embedding))  # the official unconditional face: image_proj(0)
-        return uncond, cond, list(identity.warnings)
+        return embedding, list(identity.warnings)
+
+    def face_tokens(self, face_embedding: torch.Tensor) -> torch.Tensor:
+        """(unconditional, conditional) face tokens (2, m, c) of an identity embedding (1, d)."""
+        face_embedding = face_embedding.to(self.device, self.dtype)
+        uncond = self.image_proj(torch.zeros_like(face_embedding))  # the official unconditional face: image_proj(0)
+        return torch.cat([uncond, self.image_proj(face_embedding)])
+
+    # --- the clip loop on tensors -------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def run_clips(
+        self,
+        reference_image: torch.Tensor,
+        face_embedding: torch.Tensor,
+        audio: Iterable[torch.Tensor],
+        emotions: Sequence[int],
+        *,
+        guidance: tuple[float, float, float] = (OFFICIAL_GUIDANCE,) * 3,
+        steps: int = OFFICIAL_STEPS,
+        timesteps: Sequence[float] | None = None,
+        generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
+        audio_is_tokens: bool = False,
+        past_frames: int = CLIP_FRAMES,
+        memory_mode: str = "full",
+        memory_decay: float | None = None,
+        guidance_layout: str = "per-sample",
+        num_frames: int | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        callback: Callable[[Progress], None] | None = None,
+    ) -> Iterator[ClipOutput]:
+        """MEMO's clip loop on precomputed tensors: no files, detectors or feature extractors.
+
+        reference_image: (1, 3, H, W) portrait crop in [-1, 1]; face_embedding: (1, d) identity embedding (the
+        image projection's input); audio: per clip, audio features (f, window, layers, channels) — or, with
+        ``audio_is_tokens``, projected audio tokens (f, m, c) — as a (clips, ...) tensor or any iterable (read one
+        clip at a time, so a long audio streams); emotions: one emotion id per clip (``NO_EMOTION`` = none), which
+        sets the number of clips. guidance: (reference, audio, emotion) scales (``guidance.py``); steps, or explicit
+        ``timesteps`` (descending, in [0, 1000]); noise: (clips, c, f, h, w) initial latents, else drawn clip by
+        clip from ``generator``; memory_mode / memory_decay / past_frames as in ``GenerationRequest``;
+        guidance_layout: ``"per-sample"`` or ``"official"`` (``guidance.py``); num_frames: frames wanted in all
+        (the last clip decodes only up to it); should_stop: polled every step, raises ``Cancelled``.
+
+        Yields one ``ClipOutput`` per clip, as soon as it is decoded; ``__call__`` streams them to the mp4.
+        """
+        num_clips = len(emotions)
+        if noise is not None and len(noise) < num_clips:
+            raise ValueError(f"noise has {len(noise)} clips' latents; {num_clips} are needed.")
+        should_stop = should_stop or (lambda: False)
+        latent_factor = self.latent_factor
+        latent_shape = (
+            self.vae.config.latent_channels,
+            CLIP_FRAMES,
+            reference_image.shape[-2] // latent_factor,
+            reference_image.shape[-1] // latent_factor,
+        )
+        generator = generator or torch.Generator("cpu").manual_seed(0)
+
+        # Guidance passes, batched; the reference net and the memory depend only on the face tokens
+        plan = guidance_plan(*guidance)
+        passes = [p for p, _ in plan]
+        coefficients = [c for _, c in plan]
+        face_conditions = sorted({p.reference for p in passes})  # False = unconditional face, True = portrait
+        faces = self.face_tokens(face_embedding)[[int(use) for use in face_conditions]]
+        condition_index = torch.tensor([face_conditions.index(p.reference) for p in passes])
+        use_reference = torch.tensor([p.reference for p in passes], device=self.device)
+        official = guidance_layout == "official"
+        reference_rows = official_reference_rows(len(passes), CLIP_FRAMES).to(self.device) if official else None
+
+        # The reference net is a 2D UNet: it sees each frame on its own. So the portrait's features are computed
+        # once per video, and a clip runs it only on past frames that are not the portrait (clip 0 has none).
+        reference_latent = self.encode(reference_image)  # (1, c, h, w)
+        portrait_features = self.reference_features(reference_latent, faces)
+        past = reference_latent.repeat(past_frames, 1, 1, 1)  # (p, c, h, w): clip 0 looks at the portrait
+        past_is_portrait = True
+        memory: TemporalMemory | None = None
+        loop_started = time.perf_counter()
+        for clip, audio_clip in enumerate(audio):
+            if clip >= num_clips:
+                break
+            # Reference net and memory write, once per clip
+            if past_is_portrait:  # [portrait, past frames] = the portrait 1 + p times
+                stacks = portrait_features.repeat_frames(1 + past_frames)
+            else:
+                stacks = portrait_features.followed_by(self.reference_features(past, faces))
+            carried = memory if memory_mode == "full" else None  # ablations forget between clips
+            net = self.offload.use(self.diffusion_net)
+            if official:  # every pass writes its own memory from its own (face-tiled) stack
+                pass_reference = pass_references(stacks, condition_index, guidance_layout)
+                memory = net.write_memory(pass_reference, carried, decay=memory_decay)
+                pass_memory = memory
+            else:  # one memory per face condition, shared by the passes that have it
+                memory = net.write_memory(stacks, carried, decay=memory_decay)
+                pass_reference = stacks.select(condition_index)
+                pass_memory = memory.select(condition_index)
+
+            # Per-pass conditions
+            audio_clip = audio_clip[None].to(self.device, self.dtype)
+            audio_tokens = audio_clip if audio_is_tokens else self.audio_proj(audio_clip)  # (1, f, m, c)
+            pass_audio = torch.cat([audio_tokens if p.audio else torch.zeros_like(audio_tokens) for p in passes])
+            label = int(emotions[clip])
+            pass_emotion = torch.tensor([label if p.emotion else NO_EMOTION for p in passes], device=self.device)
+            pass_faces = faces[condition_index]
+
+            # Denoising loop
+            if noise is not None:
+                latents = noise[clip][None]
+            else:
+                latents = torch.randn((1, *latent_shape), generator=generator)
+            latents = latents.to(self.device, self.dtype)
+            if timesteps is None:
+                self.scheduler.set_timesteps(steps, device=self.device)
+            else:
+                self.scheduler.set_timesteps(sigmas=[float(t) / 1000 for t in timesteps], device=self.device)
+            num_steps = len(self.scheduler.timesteps)
+            guided = None
+            for step, t in enumerate(self.scheduler.timesteps):
+                if should_stop():
+                    raise Cancelled
+                sigma = float(self.scheduler.sigmas[step])
+                if not skips_denoiser(sigma, self.options, have_velocity=guided is not None):
+                    velocity = self.offload.use(self.diffusion_net)(
+                        latents.expand(len(passes), -1, -1, -1, -1),
+                        t,
+                        pass_reference,
+                        pass_faces,
+                        pass_audio,
+                        pass_emotion,
+                        memory=pass_memory,
+                        use_reference=use_reference,
+                        memory_decay=memory_decay,
+                        reference_rows=reference_rows,
+                    )
+                    guided = combine(velocity.float(), coefficients)[None]
+                latents = self.scheduler.step(guided, t, latents.float()).prev_sample.to(self.dtype)
+                if callback is not None:
+                    callback(_progress(clip, num_clips, step + 1, num_steps, loop_started))
+
+            # Decode (the last clip only up to num_frames), remember the last frames
+            last_clip = clip == num_clips - 1
+            kept = CLIP_FRAMES
+            if last_clip and num_frames is not None:
+                kept = min(CLIP_FRAMES, max(num_frames - clip * CLIP_FRAMES, 1))
+            frames = self.decode(rearrange(latents[:, :, :kept], "1 c f h w -> f c h w"))  # (f, 3, H, W), [0, 1]
+            if memory_mode != "reference" and not last_clip:
+                recent = self.encode(frames[-past_frames:] * 2 - 1)
+                past = torch.cat([past, recent])[-past_frames:]
+                past_is_portrait = False
+            yield ClipOutput(clip, latents, frames, _progress(clip, num_clips, num_steps, num_steps, loop_started))
 
     # --- the run ----------------------------------------------------------------------------------------
 
@@ -208,8 +365,9 @@ class MemoPipeline:
         # 2. Portrait and identity
         portrait = prepare_portrait(request.image, resolution, request.crop_scale, request.crop_to_face)
         warnings = list(portrait.warnings)
-        uncond_face, cond_face, face_warnings = self.face_tokens(portrait)
+        face_embedding, face_warnings = self.identity_embedding(portrait)
         warnings += face_warnings
+        reference_pixels = torch.from_numpy(np.asarray(portrait.image, dtype=np.float32) / 127.5 - 1.0)
 
         # 3. Audio, features and emotions
         waveform = load_audio(request.audio, max_seconds=request.max_audio_seconds)
@@ -219,96 +377,37 @@ class MemoPipeline:
         emotions = plan_emotions(waveform, self.emotion_detector, request, CLIP_FRAMES)  # on the mix, as official
         feature_waveform = waveform if self.vocal_separator is None else self.vocal_separator(waveform)
         warnings += emotions.warnings
-        num_clips = len(emotions.used)
         timings["prepare"] = time.perf_counter() - started
 
-        # 4. Reference latents and the guidance plan
-        reference_pixels = torch.from_numpy(np.asarray(portrait.image, dtype=np.float32) / 127.5 - 1.0)
-        reference_latent = self.encode(rearrange(reference_pixels, "H W c -> 1 c H W"))  # (1, c, h, w)
-        plan = guidance_plan(*request.guidance_scales(self.model_info.default_guidance))
-        passes = [p for p, _ in plan]
-        coefficients = [c for _, c in plan]
-        # The reference net and the memory depend only on the face tokens: one condition per distinct face.
-        face_conditions = sorted({p.reference for p in passes})  # False = unconditional face, True = portrait
-        faces = torch.cat([cond_face if use else uncond_face for use in face_conditions])
-        condition_index = torch.tensor([face_conditions.index(p.reference) for p in passes])
-        use_reference = torch.tensor([p.reference for p in passes], device=self.device)
-
-        # The reference net is a 2D UNet: it sees each frame on its own. So the portrait's features are computed
-        # once per video, and a clip runs it only on past frames that are not the portrait (clip 0 has none).
-        portrait_features = self.reference_features(reference_latent, faces)
-        past_is_portrait = True
-
-        # 5. Clip loop
+        # 4. The clip loop, streamed to the mp4
+        guidance = request.guidance_scales(self.model_info.default_guidance)
+        steps = self.model_info.steps_for(request)
         output = _output_path(request)
         writer = VideoWriter(output, fps=fps, audio=waveform, audio_sample_rate=SAMPLE_RATE)
-        generator = torch.Generator("cpu").manual_seed(request.seed)
-        steps = self.model_info.steps_for(request)
-        decay_override = request.memory_decay
-        past = reference_latent.repeat(request.past_frames, 1, 1, 1)  # (p, c, h, w): clip 0 looks at the portrait
-        memory: TemporalMemory | None = None
-        latent_size = resolution // self.latent_factor
         cancelled = False
         loop_started = time.perf_counter()
         try:
-            for clip, audio_clip in enumerate(self.audio_features.iter_clips(feature_waveform, fps)):
-                if clip >= num_clips:
-                    break
-                # 5a. Reference net and memory write, once per clip
-                if past_is_portrait:  # [portrait, past frames] = the portrait 1 + p times
-                    reference = portrait_features.repeat_frames(1 + request.past_frames)
-                else:
-                    reference = portrait_features.followed_by(self.reference_features(past, faces))
-                carried = memory if request.memory_mode == "full" else None  # ablations forget between clips
-                memory = self.offload.use(self.diffusion_net).write_memory(reference, carried, decay=decay_override)
-
-                # 5b. Per-pass conditions, batched
-                audio_tokens = self.audio_proj(audio_clip[None].to(self.device, self.dtype))  # (1, f, m, c)
-                pass_audio = torch.cat([audio_tokens if p.audio else torch.zeros_like(audio_tokens) for p in passes])
-                label = emotions.used[clip]
-                pass_emotion = torch.tensor([label if p.emotion else NO_EMOTION for p in passes], device=self.device)
-                pass_faces = faces[condition_index]
-                pass_reference = reference.select(condition_index)
-                pass_memory = memory.select(condition_index)
-
-                # 5c. Denoising loop
-                latents = torch.randn((1, 4, CLIP_FRAMES, latent_size, latent_size), generator=generator)
-                latents = latents.to(self.device, self.dtype)
-                self.scheduler.set_timesteps(steps, device=self.device)
-                guided = None
-                for step, t in enumerate(self.scheduler.timesteps):
-                    if should_stop():
-                        raise Cancelled
-                    sigma = float(self.scheduler.sigmas[step])
-                    if not skips_denoiser(sigma, self.options, have_velocity=guided is not None):
-                        velocity = self.offload.use(self.diffusion_net)(
-                            latents.expand(len(passes), -1, -1, -1, -1),
-                            t,
-                            pass_reference,
-                            pass_faces,
-                            pass_audio,
-                            pass_emotion,
-                            memory=pass_memory,
-                            use_reference=use_reference,
-                            memory_decay=decay_override,
-                        )
-                        guided = combine(velocity.float(), coefficients)[None]
-                    latents = self.scheduler.step(guided, t, latents.float()).prev_sample.to(self.dtype)
-                    if callback is not None:
-                        callback(_progress(clip, num_clips, step + 1, steps, loop_started))
-
-                # 5d. Decode (the last clip only up to the end of the audio), stream out, remember the last frames
-                last_clip = clip == num_clips - 1
-                kept = min(CLIP_FRAMES, writer.frames_left or CLIP_FRAMES) if last_clip else CLIP_FRAMES
-                frames = self.decode(rearrange(latents[:, :, :kept], "1 c f h w -> f c h w"))  # (f, 3, H, W), [0, 1]
-                frames_uint8 = frames_to_uint8(rearrange(frames, "f c H W -> f H W c").cpu().numpy())
+            clips = self.run_clips(
+                rearrange(reference_pixels, "H W c -> 1 c H W"),
+                face_embedding,
+                self.audio_features.iter_clips(feature_waveform, fps),
+                emotions.used,
+                guidance=guidance,
+                steps=steps,
+                generator=torch.Generator("cpu").manual_seed(request.seed),
+                past_frames=request.past_frames,
+                memory_mode=request.memory_mode,
+                memory_decay=request.memory_decay,
+                guidance_layout=request.guidance_layout,
+                num_frames=writer.frames_left,
+                should_stop=should_stop,
+                callback=callback,
+            )
+            for clip in clips:
+                frames_uint8 = frames_to_uint8(rearrange(clip.frames, "f c H W -> f H W c").cpu().numpy())
                 writer.write(frames_uint8)
-                if request.memory_mode != "reference" and not last_clip:
-                    recent = self.encode(frames[-request.past_frames :] * 2 - 1)
-                    past = torch.cat([past, recent])[-request.past_frames :]
-                    past_is_portrait = False
                 if callback is not None:
-                    callback(_progress(clip, num_clips, steps, steps, loop_started, frames_uint8))
+                    callback(replace(clip.progress, frames=frames_uint8))
         except Cancelled:
             cancelled = True
         finally:
@@ -327,7 +426,7 @@ class MemoPipeline:
             warnings=warnings,
             timings=timings,
         )
-        _write_sidecar(result, request, self.model_info, resolution, steps, plan)
+        _write_sidecar(result, request, self.model_info, resolution, steps, guidance_plan(*guidance))
         return result
 
 

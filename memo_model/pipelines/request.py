@@ -11,6 +11,7 @@ from memo_model.audio.emotion import EMOTION_LABELS
 from memo_model.audio.features import padded_frame_count
 from memo_model.audio.io import SAMPLE_RATE
 from memo_model.errors import InputError
+from memo_model.pipelines.guidance import GUIDANCE_LAYOUTS
 
 OFFICIAL_GUIDANCE = 3.5  # configs/inference.yaml cfg_scale (one scale for everything)
 OFFICIAL_STEPS = 20  # configs/inference.yaml num_inference_steps
@@ -72,6 +73,8 @@ class GenerationRequest:
     (``None``: the model's). ``memory_mode`` is for the paper's Table 2 ablation: ``"full"`` carries the memory
     across clips (MEMO), ``"recent"`` keeps only the last past frames (the memory is rewritten every clip, as the
     original release did), ``"reference"`` looks only at the portrait (past frames = the reference).
+    ``guidance_layout``: ``"per-sample"`` (each guidance pass sees its own reference and face tokens) or
+    ``"official"`` (the official inference's tiled batch), see ``guidance.py``.
     """
 
     image: str | Path
@@ -94,6 +97,7 @@ class GenerationRequest:
     preview_steps: int | None = None  # None: the model's preview steps (8 unless its manifest says otherwise)
     max_audio_seconds: float = float(LIMITS["max_audio_seconds"].default)
     memory_mode: str = "full"
+    guidance_layout: str = "per-sample"
 
     @property
     def is_preview(self) -> bool:
@@ -134,6 +138,10 @@ class GenerationRequest:
                 found.append(f"{LIMITS[name].label} must be a whole number; got {getattr(self, name)}.")
         if self.memory_mode not in MEMORY_MODES:
             found.append(f"memory_mode must be one of {', '.join(MEMORY_MODES)}; got {self.memory_mode!r}.")
+        if self.guidance_layout not in GUIDANCE_LAYOUTS:
+            found.append(
+                f"guidance_layout must be one of {', '.join(GUIDANCE_LAYOUTS)}; got {self.guidance_layout!r}."
+            )
         if self.resolution is not None and (self.resolution < 16 or self.resolution % 8):
             found.append(f"Resolution must be a multiple of 8 and at least 16; got {self.resolution}.")
         labels = [self.emotion] if self.emotion is not None else []
