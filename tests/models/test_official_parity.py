@@ -159,4 +159,5 @@ def test_diffusion_net_calls_and_memory_match(official, oracle):
         keys = [k.split(".", 1)[1] for k in recorded if k.startswith(label + ".")]
         assert len(keys) == 44  # 11 temporal modules of the deeper levels x 2 attention blocks x (KV, Z)
         for key in keys:
-            torch.testing.assert_close(ours[key], recorded[f"{label}.{key}"], **FLOAT32, msg=lambda m, k=key: f"{k}: {m}")
+            expected = recorded[f"{label}.{key}"]
+            torch.testing.assert_close(ours[key], expected, **FLOAT32, msg=lambda m, k=key: f"{k}: {m}")

@@ -144,7 +144,8 @@ def test_run_clips_takes_noise_timesteps_and_audio_tokens(pipeline):
     other_schedule = run(pipeline, inputs, noise=noise, timesteps=[1000.0, 250.0])
     assert not torch.allclose(with_noise[0].latents, other_schedule[0].latents)
     tokens = pipeline.audio_proj(inputs["audio"])
-    from_tokens = run(pipeline, {**inputs, "audio": tokens}, audio_is_tokens=True, noise=noise, timesteps=[1000.0, 500.0])
+    schedule = {"noise": noise, "timesteps": [1000.0, 500.0]}
+    from_tokens = run(pipeline, {**inputs, "audio": tokens}, audio_is_tokens=True, **schedule)
     torch.testing.assert_close(from_tokens[0].latents, with_noise[0].latents)
     with pytest.raises(ValueError, match="noise has 1 clips"):
         run(pipeline, clip_inputs(pipeline, num_clips=2), noise=noise)
