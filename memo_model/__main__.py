@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from memo_model.pipelines.guidance import GUIDANCE_LAYOUTS
 from memo_model.pipelines.request import LIMITS, GenerationRequest
 
 
@@ -81,6 +82,7 @@ def generate(args: argparse.Namespace) -> int:
         memory_decay=args.memory_decay,
         preview_seconds=args.preview_seconds,
         preview_steps=args.preview_steps,
+        guidance_layout=args.guidance_layout,
     ).validate()
     pipeline = _load(args)
     bar = tqdm(total=None, unit="step", desc="generating")
@@ -185,6 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--memory-decay", type=float, help=LIMITS["memory_decay"].help)
     gen.add_argument("--preview-seconds", type=float, help="only the first S seconds (whole clips), with fewer steps")
     gen.add_argument("--preview-steps", type=_limited("preview_steps"), help="preview steps (default: the model's)")
+    gen.add_argument(
+        "--guidance-layout",
+        choices=GUIDANCE_LAYOUTS,
+        default="per-sample",
+        help="official: the official inference's tiled guidance batch (docs/CHECKPOINT.md §1.6.1)",
+    )
     _add_weights_options(gen)
     gen.set_defaults(func=generate)
 

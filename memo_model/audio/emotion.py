@@ -4,7 +4,7 @@ Dimension legend: n audio samples (16 kHz), W detector windows, T video frames, 
 
 The paper detects emotion "at the segment level": each frame's emotion comes from a 3 s window of audio around
 it, and each segment takes the emotion most frequent among its frames. The official code
-(checkpoint_spec §1.4, audio_utils.py:149-236; video_pipeline.py:240-242) does this as follows, reproduced here:
+(docs/CHECKPOINT.md §1.4, audio_utils.py:149-236; video_pipeline.py:240-242) does this as follows, reproduced here:
 
   1. windows (``emotion_windows``): samples [0, 1 s) take the label of the first 2 s; for i = 1 s, 2 s, … < n − 1 s
      samples [i, i + 1 s) take the label of the window [i − 1 s, i + 2 s) (3 s long, 1 s hop); the last 1 s takes
@@ -107,7 +107,7 @@ class EmotionWindows:
 
 
 def emotion_windows(num_samples: int, sample_rate: int = SAMPLE_RATE) -> EmotionWindows:
-    """The official windows and which samples each one labels (checkpoint_spec §1.4), without the per-sample array.
+    """The official windows and which samples each one labels (docs/CHECKPOINT.md §1.4), without the per-sample array.
 
     Written as the official code paints its label array — first window everywhere, then the 3 s windows second by
     second, then the last window over the last second — with later paints cut out of earlier ones. Windows are

@@ -1,4 +1,4 @@
-"""Audio features per video frame, windowed: the audio condition of MEMO (paper §3.3, checkpoint_spec §1.3).
+"""Audio features per video frame, windowed: the audio condition of MEMO (paper §3.3, docs/CHECKPOINT.md §1.3).
 
 Dimension legend: n samples (16 kHz), N wav2vec2 CNN frames (50 Hz), T video frames, W window (5), L layers,
 C channels.

@@ -1,6 +1,6 @@
 """Audio decoding: any common file → mono float32 at 16 kHz, with errors a person can act on.
 
-Reproduces the official preprocessing (checkpoint_spec §1.3): the model hears 16 kHz audio, mixed to mono by
+Reproduces the official preprocessing (docs/CHECKPOINT.md §1.3): the model hears 16 kHz audio, mixed to mono by
 averaging the channels (what ``librosa.load(mono=True)`` does) and resampled with soxr's high-quality filter
 (librosa's default resampler).
 
@@ -23,7 +23,7 @@ import soxr
 
 from memo_model.errors import AudioInputError
 
-SAMPLE_RATE = 16_000  # wav2vec2 / emotion2vec input rate (checkpoint_spec §1.3)
+SAMPLE_RATE = 16_000  # wav2vec2 / emotion2vec input rate (docs/CHECKPOINT.md §1.3)
 SILENCE_PEAK_DBFS = -60.0  # a peak below this is digital silence or an unplugged microphone, not speech
 SILENCE_PEAK = 10.0 ** (SILENCE_PEAK_DBFS / 20.0)
 # Codec padding (mp3/aac frames) can make a "30 s" file decode a few ms longer; do not reject it for that.

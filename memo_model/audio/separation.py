@@ -1,4 +1,4 @@
-"""Vocal separation, the first step of the official audio path (checkpoint_spec.md §1.3).
+"""Vocal separation, the first step of the official audio path (docs/CHECKPOINT.md §1.3).
 
 The official inference computes wav2vec2 features on the *vocal stem* of the 16 kHz input, separated by
 audio-separator's MDX-Net model ``Kim_Vocal_2.onnx`` (shipped in the checkpoint under ``misc/vocal_separator``);

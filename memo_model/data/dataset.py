@@ -1,7 +1,7 @@
 """Training clips read from the project's on-disk dataset format (synthetic and real data alike).
 
 The format is written by ``memo_model.data.synthetic.dataset_writer`` and by the real-data preprocessing; see
-that module's docstring. Each item is one clip (checkpoint_spec.md §4.4, paper §4.2 and appendix D):
+that module's docstring. Each item is one clip (docs/CHECKPOINT.md §4.4, paper §4.2 and appendix D):
 
 - ``pixels`` (f, 3, H, W) in [-1, 1]: the frames to generate;
 - ``past_pixels`` (p_max, 3, H, W): the frames just before the clip, oldest first; where the video has fewer, the

@@ -6,7 +6,7 @@ LayerNorm in front of an attention is an **Emo-AdaNorm**: ``(1 + α)·LN(x) + β
 emotion embedding. The embedding table has one extra "no emotion" row (index = number of classes) used for
 emotion dropout in training and for classifier-free guidance at inference.
 
-Facts of the official checkpoint this file reproduces (checkpoint_spec.md §2.3.3 and §7):
+Facts of the official checkpoint this file reproduces (docs/CHECKPOINT.md §2.3.3 and §7):
 - the module's inner width D comes from the UNet layer's *input* channels, its GroupNorm/projections from the
   layer's output channels Q (proj_in is a 1x1 conv Q -> D);
 - the modulation chunks are ordered shift first, then scale;

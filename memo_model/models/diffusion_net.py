@@ -10,7 +10,7 @@ An SD 1.5 UNet applied to every frame of a clip, where each layer runs, in order
 
 Adapted from diffusers' UNet2DConditionModel layout: adds the audio and temporal modules, the reference
 features and the explicit ``TemporalMemory``. State-dict names and shapes follow the official checkpoint
-(checkpoint_spec.md §2.2 and §3.3), and the constructor keeps the official ``config.json`` argument names.
+(docs/CHECKPOINT.md §2.2 and §3.3), and the constructor keeps the official ``config.json`` argument names.
 
 Two calls per clip:
 - ``write_memory(reference_features, memory)`` — once per clip: adds the past frames to the memory (``None`` starts

@@ -11,7 +11,7 @@ The memory is written once per clip from the past frames' reference-net features
 content by γ per frame, and read at every denoising step (``forward``). It is an explicit value,
 ``TemporalMemory``, passed in and returned like ``past_key_values``; ``None`` means a new video.
 
-Facts of the official checkpoint this file reproduces (checkpoint_spec.md §2.3.2):
+Facts of the official checkpoint this file reproduces (docs/CHECKPOINT.md §2.3.2):
 - within one write of p past frames, frame j (0 = oldest) is weighted by γ^(p-1-j); the official code multiplies
   *both* keys and values by that weight, so M_KV terms carry γ^(2(p-1-j)) while M_K terms carry γ^(p-1-j);
   the checkpoint was trained that way, so we keep it;

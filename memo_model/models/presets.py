@@ -1,6 +1,6 @@
 """Named size presets for the five MEMO networks.
 
-- ``official``: the published ``memoavatar/memo`` configuration (checkpoint_spec.md §2, the reference manifest
+- ``official``: the published ``memoavatar/memo`` configuration (docs/CHECKPOINT.md §2, the reference manifest
   ``memo_official_state_dicts.json``): SD 1.5 UNets at 512², 768-d face and audio tokens, 9 emotions.
 - ``tiny``: the same architecture with small channels, two UNet levels, narrow tokens and a short audio window;
   the test suite builds it in milliseconds.

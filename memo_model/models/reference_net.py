@@ -10,7 +10,7 @@ the past frames — at timestep 0, once per clip, and returns per-layer features
 
 Face tokens enter through ordinary cross-attention (``attn2``). The last up block's last transformer only needs
 ``norm1``, so — like the official checkpoint — it has no attention, feed-forward or ``proj_out``, and there is no
-``conv_norm_out`` / ``conv_out``. Parameter names are SD's (checkpoint_spec.md §3.2).
+``conv_norm_out`` / ``conv_out``. Parameter names are SD's (docs/CHECKPOINT.md §3.2).
 
 Legend: b batch, f frames in the stack (1 reference + p past), c channels, h w latent size, m face tokens.
 """

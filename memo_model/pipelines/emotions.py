@@ -1,6 +1,6 @@
 """Which emotion each clip is generated with: detected from the audio, then the person's overrides.
 
-Official behaviour (checkpoint_spec.md §1.4): one label per 16-frame clip, the majority of its frame labels, each
+Official behaviour (docs/CHECKPOINT.md §1.4): one label per 16-frame clip, the majority of its frame labels, each
 frame labelled from a 3 s window of the original audio. Overrides (a global emotion and per-segment ones, see
 ``memo_model.audio.emotion``) replace labels clip by clip.
 """

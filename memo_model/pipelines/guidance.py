@@ -8,7 +8,7 @@ pass per level,
 
 A pass whose coefficient is zero is skipped, so equal scales s need two passes and give exactly the official
 single-scale CFG ``ε∅ + s (ε_cond − ε∅)`` (3.5 in configs/inference.yaml). What the official unconditional pass
-drops (checkpoint_spec.md §1.6): the face tokens (→ ``image_proj(0)``), the reference image in spatial attention,
+drops (docs/CHECKPOINT.md §1.6): the face tokens (→ ``image_proj(0)``), the reference image in spatial attention,
 the audio tokens (→ zeros after projection) and the emotion (→ the "no emotion" row). Past frames and the memory
 are kept in every pass.
 """

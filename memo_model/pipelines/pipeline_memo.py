@@ -10,7 +10,7 @@ The whole long-video loop lives here, so every caller (CLI, app, tests, benchmar
                                                          σ 0.001 -> 0, reuses the previous velocity)
         VAE decode in bounded batches -> frames streamed to the mp4 writer
 
-Official behaviour reproduced (checkpoint_spec.md §1.5-1.7): clip 0 looks back on the reference image repeated
+Official behaviour reproduced (docs/CHECKPOINT.md §1.5-1.7): clip 0 looks back on the reference image repeated
 as its past frames; clip t > 0 on the last generated frames, re-encoded from their decoded pixels (not quantised);
 the memory is carried across all clips; the scheduler is FlowMatch Euler with the diffusers defaults; latents are
 scaled by the VAE's scaling factor (0.18215) and reference latents use the posterior mean.

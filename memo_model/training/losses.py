@@ -1,4 +1,4 @@
-"""The rectified-flow objective (paper §3 Eq. 1, §4.2 Eq. 5; checkpoint_spec.md §4.1), as pure functions.
+"""The rectified-flow objective (paper §3 Eq. 1, §4.2 Eq. 5; docs/CHECKPOINT.md §4.1), as pure functions.
 
 Noising follows the paper / SD3: ``z_t = (1 − t) z_0 + t ε`` with t = σ ∈ (0, 1] (σ = timestep / 1000). The
 network predicts the velocity ``v = ε − z_0``. Two weightings of the same regression are offered:

@@ -5,7 +5,7 @@
                                                                                  # 2 CPU processes (gloo)
     accelerate launch --config_file configs/accelerate/multi_gpu.yaml -m memo_model train --config ...
 
-One step (checkpoint_spec.md §4 where the paper is silent):
+One step (docs/CHECKPOINT.md §4 where the paper is silent):
   1. VAE-encode the clip (posterior sample x 0.18215), the reference and the past frames (frozen VAE; with
      ``data.cache_latents`` every take is encoded once before the loop and the step samples the cached posterior);
   2. condition dropout, 5 % each (appendix D): the reference (face tokens from a zero embedding and no reference

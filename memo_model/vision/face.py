@@ -1,6 +1,6 @@
 """Portrait preparation: load any photo, find the face, crop a square around the head; identity embeddings.
 
-Official facts (checkpoint_spec §1.2): the official code feeds the *whole* image resized to 512×512 (no face crop,
+Official facts (docs/CHECKPOINT.md §1.2): the official code feeds the *whole* image resized to 512×512 (no face crop,
 aspect ratio not kept) and takes the identity embedding from insightface ``FaceAnalysis`` on the
 original-resolution image (RGB→BGR), using the largest face's raw (not normalised) 512-d ArcFace embedding, or
 zeros with a warning when there is no face. ``crop_to_face=False`` reproduces that pixel input; the default crops
@@ -211,8 +211,12 @@ class IdentityEmbedder(Protocol):
     def __call__(self, image: Image.Image) -> IdentityEmbedding: ...
 
 
+# Models FaceAnalysis needs from the official pack (file name prefixes): a detector and the ArcFace recogniser.
+PACK_MODELS = {"face detection (scrfd_*.onnx)": ("scrfd", "det_"), "recognition (glintr100.onnx)": ("glintr", "w600k")}
+
+
 class InsightFaceEmbedder:
-    """The official identity embedding: insightface ``FaceAnalysis`` (glintr100 ArcFace), checkpoint_spec §1.2.
+    """The official identity embedding: insightface ``FaceAnalysis`` (glintr100 ArcFace), docs/CHECKPOINT.md §1.2.
 
     ``face_analysis_dir`` is the checkpoint's ``misc/face_analysis`` folder (its ``models/`` holds the onnx files).
     Returns the raw (not L2-normalised) 512-d embedding of the largest face, or zeros and a warning when no face
@@ -230,10 +234,14 @@ class InsightFaceEmbedder:
 
     def _load(self):
         models = self.face_analysis_dir / "models"
-        if not models.is_dir() or not any(models.glob("*.onnx")):
+        names = {path.stem for path in models.glob("*.onnx")} if models.is_dir() else set()
+        lacking = [kind for kind, prefixes in PACK_MODELS.items() if not any(n.startswith(prefixes) for n in names)]
+        if lacking:  # insightface would try to download its buffalo_l pack, which is not what MEMO was trained with
             raise SetupError(
-                f"No insightface models in {str(models)!r}. Point to the checkpoint's misc/face_analysis folder "
-                "(download memoavatar/memo from Hugging Face; it holds misc/face_analysis/models/*.onnx)."
+                f"The insightface model pack is incomplete in {str(models)!r}: no {' and no '.join(lacking)} model. "
+                "Put the checkpoint's misc/face_analysis folder there (memoavatar/memo on Hugging Face: "
+                "misc/face_analysis/models/*.onnx, scrfd_10g_bnkps and glintr100 among them), or point to it with "
+                "--face-analysis FOLDER (load_pipeline(face_analysis=FOLDER))."
             )
         try:
             from insightface.app import FaceAnalysis

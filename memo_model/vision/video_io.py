@@ -1,7 +1,7 @@
 """Streamed mp4 writing (H.264 + AAC) and probing, with the ffmpeg bundled by imageio-ffmpeg.
 
 The official code collects every frame, then writes them with moviepy at 30 fps, audio = the 16 kHz input as
-AAC, length = min(video, audio) (checkpoint_spec §1.5, §1.8). Here frames go to ffmpeg through a pipe as each clip
+AAC, length = min(video, audio) (docs/CHECKPOINT.md §1.5, §1.8). Here frames go to ffmpeg through a pipe as each clip
 finishes, so memory does not grow with the video length, and the file is finalised even when generation is
 cancelled or crashes:
 
@@ -27,7 +27,7 @@ import soundfile as sf
 
 from memo_model.audio.io import SAMPLE_RATE, audio_duration, ffmpeg_executable, parse_header_duration
 
-DEFAULT_FPS = 30  # configs/inference.yaml (checkpoint_spec §1.1)
+DEFAULT_FPS = 30  # configs/inference.yaml (docs/CHECKPOINT.md §1.1)
 DEFAULT_CRF = 18  # x264 quality: visually near-lossless; lower is larger
 DEFAULT_PRESET = "medium"  # x264 speed/size trade-off; encoding is never the bottleneck next to diffusion
 AUDIO_BITRATE = "128k"
@@ -56,7 +56,7 @@ class VideoWriter:
 
     ``audio`` is a mono waveform (at ``audio_sample_rate``) or the path of the original audio file. With
     ``trim_to_audio`` frames that start after the audio ends are dropped (the last clip is padded to 16 frames,
-    checkpoint_spec §1.3), and the audio is always cut to the frames written. Use as a context manager: on an
+    docs/CHECKPOINT.md §1.3), and the audio is always cut to the frames written. Use as a context manager: on an
     exception the frames written so far are still finalised into a playable file, and the exception propagates.
 
         with VideoWriter("out.mp4", fps=30, audio=waveform) as writer:

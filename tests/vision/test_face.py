@@ -171,11 +171,17 @@ def test_detection_is_fast_enough(astronaut):
 
 
 def test_insightface_embedder_explains_what_is_missing(tmp_path):
-    with pytest.raises(SetupError, match="misc/face_analysis"):
+    """No local model pack: one message saying where to put it, before insightface could try a download."""
+    with pytest.raises(SetupError, match="misc/face_analysis") as missing:
         InsightFaceEmbedder(tmp_path)(Image.new("RGB", (64, 64)))
-    if importlib.util.find_spec("insightface") is not None:
-        pytest.skip("insightface is installed here")
+    assert "--face-analysis" in str(missing.value) and "no face detection" in str(missing.value)
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "glintr100.onnx").write_bytes(b"")
+    with pytest.raises(SetupError, match="no face detection") as detector:  # a recogniser alone is not a pack
+        InsightFaceEmbedder(tmp_path)(Image.new("RGB", (64, 64)))
+    assert "recognition" not in str(detector.value)
+    (tmp_path / "models" / "scrfd_10g_bnkps.onnx").write_bytes(b"")
+    if importlib.util.find_spec("insightface") is not None:
+        pytest.skip("insightface is installed here")
     with pytest.raises(SetupError, match="insightface and onnxruntime"):
         InsightFaceEmbedder(tmp_path)(Image.new("RGB", (64, 64)))
