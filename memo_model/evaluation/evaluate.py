@@ -389,11 +389,10 @@ def evaluate(pipeline, config: EvaluationConfig, log: Callable[[str], None] = pr
         lip_scores.append(entry["lipsync"])
         generated_sets.append(frames)
         real_sets.append(at_resolution(read_video(row["video"]), resolution))
-        entry["reference_identity"] = float(
-            identity_similarity(
-                readings["identity"], read_frames(reference_frame[None], analyzer, resolution)["identity"][0]
-            ).mean()
-        )
+        portrait = read_frames(reference_frame[None], analyzer, resolution)["identity"][0]
+        entry["reference_identity"] = float(identity_similarity(readings["identity"], portrait).mean())
+        real_readings = read_frames(real_sets[-1], analyzer, resolution)
+        entry["reference_identity_real"] = float(identity_similarity(real_readings["identity"], portrait).mean())
         if "expression" in parts:
             detected = clip_segments(detected_run.clip_emotions.detected, len(frames))
             if detected is None:
@@ -418,7 +417,7 @@ def evaluate(pipeline, config: EvaluationConfig, log: Callable[[str], None] = pr
             expression["wrong_vs_truth"].append(entry["expression_wrong_vs_truth"])
             real = real_sets[-1]
             ceilings = {
-                "real_renders": expression_of(read_frames(real, analyzer, resolution), truth),
+                "real_renders": expression_of(real_readings, truth),
                 "vae_round_trip": expression_of(
                     read_frames(vae_round_trip(pipeline, real), analyzer, resolution), truth
                 ),
@@ -431,6 +430,13 @@ def evaluate(pipeline, config: EvaluationConfig, log: Callable[[str], None] = pr
                 expression[name].append(value)
         result["samples"].append(entry)
 
+    if short_parts:  # identity to the portrait: the generated frames, and the take's real renders (the ceiling)
+        result["identity"] = {
+            "to_portrait": {
+                "generated": mean_of([e["reference_identity"] for e in result["samples"]]),
+                "real_renders": mean_of([e["reference_identity_real"] for e in result["samples"]]),
+            }
+        }
     if "lipsync" in parts:
         result["lipsync"] = {**mean_lip_sync(lip_scores), "reference_track": "labels.mouth_open"}
     if "expression" in parts:
@@ -489,6 +495,7 @@ def evaluate(pipeline, config: EvaluationConfig, log: Callable[[str], None] = pr
     if "identity" in parts:
         full = ablation["full"]
         result["identity"] = {
+            **result.get("identity", {}),
             "window_seconds": config.window_seconds,
             "long_seconds": config.long_seconds,
             "first_window": full["identity"]["first_window"],

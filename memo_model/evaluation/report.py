@@ -79,8 +79,17 @@ def markdown_table(result: dict) -> str:
                 "",
             ),
         ]
-    if "identity" in result:
-        identity = result["identity"]
+    identity = result.get("identity", {})
+    if "to_portrait" in identity:
+        rows.append(
+            (
+                "Identity similarity to the portrait: generated / the take's real renders",
+                f"{_cell(result, 'identity.to_portrait.generated')} / "
+                f"{_cell(result, 'identity.to_portrait.real_renders')}",
+                "CSIM",
+            )
+        )
+    if "window_seconds" in identity:
         window, late = identity["window_seconds"], identity["long_seconds"]
         rows += [
             (f"Identity similarity, first {window:g} s", _cell(result, "identity.first_window"), "CSIM"),

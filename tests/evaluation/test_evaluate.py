@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from memo_model.data.synthetic.analyzer import load_analyzer
 from memo_model.data.synthetic.dataset_writer import read_metadata, read_video
@@ -26,6 +27,7 @@ from memo_model.evaluation.evaluate import (
     request_segments,
     wrong_segments,
 )
+from memo_model.evaluation.metrics import identity_similarity
 from memo_model.evaluation.report import markdown_table, write_report
 from memo_model.loading import load_pipeline
 from memo_model.testing import write_random_tiny_weights
@@ -83,6 +85,14 @@ def test_every_documented_key_is_a_finite_number(evaluation):
     assert expression["ceilings"]["real_renders"] == pytest.approx(expression_of(real, truth))
     for key in ("first_window", "after_long", "drift"):
         assert math.isfinite(result["identity"][key])
+    # Identity to the portrait: the real renders of the same person read as that person (the ceiling), an untrained
+    # model's frames much less; both are the analyzer's cosine similarity to the portrait.
+    to_portrait = result["identity"]["to_portrait"]
+    portrait = np.asarray(Image.open(row["reference"]).convert("RGB"))
+    reference = read_frames(portrait[None], load_analyzer(), result["model"]["resolution"])["identity"][0]
+    real_similarity = identity_similarity(real["identity"], reference).mean()
+    assert to_portrait["real_renders"] == pytest.approx(real_similarity)
+    assert to_portrait["real_renders"] > 0.5 and to_portrait["generated"] < to_portrait["real_renders"]
     assert result["frechet"]["content"] >= 0 and result["frechet"]["texture"] >= 0
     assert result["frechet"]["generated_frames"] == result["frechet"]["real_frames"] == 30
     measured = {key: result[key] for key in (*PARTS, "samples")}
