@@ -1,6 +1,7 @@
 """Command line: `python -m memo_model <command> ...`.
 
 generate        portrait + audio -> talking video (mp4 + settings JSON)
+generate-batch  a JSON-lines file of requests -> one video each, sharded over `accelerate launch` processes
 detect-emotion  the emotion segments an audio file would be animated with
 check-weights   load a weights folder in the official layout strictly and list its components
 synth           the synthetic talking-face world (datasets, contact sheets, the analyzer)
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from memo_model.pipelines.guidance import GUIDANCE_LAYOUTS
 from memo_model.pipelines.request import LIMITS, GenerationRequest
+from memo_model.pipelines.speed import PRECISIONS
 
 
 def _add_weights_options(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +32,12 @@ def _add_weights_options(parser: argparse.ArgumentParser) -> None:
     speed.add_argument(
         "--exact-final-step", action="store_true", help="run the denoiser at the last step too (σ 0.001 -> 0)"
     )
+    speed.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="auto: bfloat16 autocast on CPUs with native bfloat16 (AMX, AVX512-BF16), else float32",
+    )
 
 
 def _load(args: argparse.Namespace):
@@ -41,6 +49,7 @@ def _load(args: argparse.Namespace):
         channels_last=args.channels_last,
         compile=args.compile,
         cpu_offload=args.cpu_offload,
+        precision=args.precision,
     )
     return load_pipeline(
         args.weights,
@@ -99,9 +108,19 @@ def generate(args: argparse.Namespace) -> int:
         bar.close()
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    print(f"{result.video_path}  ({result.num_frames} frames, {result.duration:.2f} s)")
+    print(f"{result.video_path}  ({result.num_frames} frames, {result.duration:.2f} s, {pipeline.precision})")
     print(f"{result.settings_path}  (settings, emotions, timings)")
     return 0
+
+
+def generate_batch(args: argparse.Namespace) -> int:
+    from memo_model.pipelines.batch import run_batch
+
+    def load(device):
+        return _load(argparse.Namespace(**{**vars(args), "device": args.device or str(device)}))
+
+    summary = run_batch(args.jobs, args.output, load)
+    return 1 if summary["counts"]["failed"] else 0
 
 
 def detect_emotion(args: argparse.Namespace) -> int:
@@ -195,6 +214,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_weights_options(gen)
     gen.set_defaults(func=generate)
+
+    batch = commands.add_parser(
+        "generate-batch",
+        help="a JSON-lines file of requests -> one video each (resumable, sharded under accelerate launch)",
+        description="One GenerationRequest per line of JOBS.jsonl (as GenerationRequest.to_dict() writes it, plus "
+        'an optional "name": the file stem, default job-<line>) -> DIR/<name>.mp4 and DIR/<name>.json. Under '
+        "`accelerate launch ... -m memo_model generate-batch ...` job i runs on rank i mod world size. Files appear "
+        "only when a job is complete; run the same command again to skip finished jobs and retry failed ones "
+        "(DIR/<name>.error.json). DIR/summary.json lists every job's status. Exit code 1 when a job failed.",
+    )
+    batch.add_argument("jobs", metavar="JOBS.jsonl", help="one request (JSON object) per line")
+    batch.add_argument("--output", required=True, metavar="DIR", help="folder for the videos, sidecars and summary")
+    _add_weights_options(batch)
+    batch.set_defaults(func=generate_batch)
 
     detect = commands.add_parser("detect-emotion", help="print the emotion segments of an audio file")
     detect.add_argument("--audio", required=True)

@@ -46,7 +46,14 @@ from memo_model.pipelines.request import (
     PREVIEW_STEPS,
     GenerationRequest,
 )
-from memo_model.pipelines.speed import ModelOffload, SpeedOptions, prepare_modules, skips_denoiser
+from memo_model.pipelines.speed import (
+    ModelOffload,
+    SpeedOptions,
+    autocast,
+    prepare_modules,
+    resolve_precision,
+    skips_denoiser,
+)
 from memo_model.vision.face import IdentityEmbedder, PreparedPortrait, prepare_portrait
 from memo_model.vision.video_io import VideoWriter, frames_to_uint8
 
@@ -155,6 +162,7 @@ class MemoPipeline:
                 module.to(dtype=dtype)
             module.to("cpu" if module in offloaded else self.device).eval().requires_grad_(False)
         prepare_modules(self.modules(), self.options)
+        self.precision = resolve_precision(self.options, self.device, dtype)  # "bfloat16" autocast or "float32"
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {
@@ -167,26 +175,33 @@ class MemoPipeline:
 
     # --- small steps of the run ---------------------------------------------------------------------------
 
+    def autocast(self):
+        """The precision context every network call runs in (``SpeedOptions.precision``)."""
+        return autocast(self.device, self.precision)
+
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
         """pixels: (n, 3, H, W) in [-1, 1] -> latents (n, c, h, w): posterior mean x scaling factor."""
-        latents = [
-            self.offload.use(self.vae).encode(chunk.to(self.device, self.dtype)).latent_dist.mean
-            for chunk in pixels.split(DECODE_BATCH)
-        ]
-        return torch.cat(latents) * self.vae.config.scaling_factor
+        with self.autocast():
+            latents = [
+                self.offload.use(self.vae).encode(chunk.to(self.device, self.dtype)).latent_dist.mean
+                for chunk in pixels.split(DECODE_BATCH)
+            ]
+        return torch.cat(latents).to(self.dtype) * self.vae.config.scaling_factor
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """latents: (n, c, h, w) -> pixels (n, 3, H, W) in [0, 1], float32, in bounded batches."""
-        frames = [
-            self.offload.use(self.vae).decode(chunk / self.vae.config.scaling_factor).sample
-            for chunk in latents.split(DECODE_BATCH)
-        ]
+        with self.autocast():
+            frames = [
+                self.offload.use(self.vae).decode(chunk / self.vae.config.scaling_factor).sample
+                for chunk in latents.split(DECODE_BATCH)
+            ]
         return (torch.cat(frames).float() / 2 + 0.5).clamp(0, 1)
 
     def reference_features(self, latents: torch.Tensor, faces: torch.Tensor) -> ReferenceFeatures:
         """Reference-net features of the frames ``latents`` (f, c, h, w), once per face condition in ``faces``."""
         stack = rearrange(latents, "f c h w -> 1 c f h w").expand(len(faces), -1, -1, -1, -1)
-        return self.offload.use(self.reference_net)(stack, faces)
+        with self.autocast():
+            return self.offload.use(self.reference_net)(stack, faces)
 
     def identity_embedding(self, portrait: PreparedPortrait) -> tuple[torch.Tensor, list[str]]:
         """The portrait's identity embedding (1, d), the image projection's input, plus the embedder's warnings."""
@@ -198,8 +213,9 @@ class MemoPipeline:
     def face_tokens(self, face_embedding: torch.Tensor) -> torch.Tensor:
         """(unconditional, conditional) face tokens (2, m, c) of an identity embedding (1, d)."""
         face_embedding = face_embedding.to(self.device, self.dtype)
-        uncond = self.image_proj(torch.zeros_like(face_embedding))  # the official unconditional face: image_proj(0)
-        return torch.cat([uncond, self.image_proj(face_embedding)])
+        with self.autocast():
+            uncond = self.image_proj(torch.zeros_like(face_embedding))  # the official unconditional face
+            return torch.cat([uncond, self.image_proj(face_embedding)]).to(self.dtype)
 
     # --- the clip loop on tensors -------------------------------------------------------------------------
 
@@ -281,18 +297,22 @@ class MemoPipeline:
                 stacks = portrait_features.followed_by(self.reference_features(past, faces))
             carried = memory if memory_mode == "full" else None  # ablations forget between clips
             net = self.offload.use(self.diffusion_net)
-            if official:  # every pass writes its own memory from its own (face-tiled) stack
-                pass_reference = pass_references(stacks, condition_index, guidance_layout)
-                memory = net.write_memory(pass_reference, carried, decay=memory_decay)
-                pass_memory = memory
-            else:  # one memory per face condition, shared by the passes that have it
-                memory = net.write_memory(stacks, carried, decay=memory_decay)
-                pass_reference = stacks.select(condition_index)
-                pass_memory = memory.select(condition_index)
+            with self.autocast():
+                if official:  # every pass writes its own memory from its own (face-tiled) stack
+                    pass_reference = pass_references(stacks, condition_index, guidance_layout)
+                    memory = net.write_memory(pass_reference, carried, decay=memory_decay)
+                    pass_memory = memory
+                else:  # one memory per face condition, shared by the passes that have it
+                    memory = net.write_memory(stacks, carried, decay=memory_decay)
+                    pass_reference = stacks.select(condition_index)
+                    pass_memory = memory.select(condition_index)
 
             # Per-pass conditions
             audio_clip = audio_clip[None].to(self.device, self.dtype)
-            audio_tokens = audio_clip if audio_is_tokens else self.audio_proj(audio_clip)  # (1, f, m, c)
+            if not audio_is_tokens:
+                with self.autocast():
+                    audio_clip = self.audio_proj(audio_clip).to(self.dtype)
+            audio_tokens = audio_clip  # (1, f, m, c)
             pass_audio = torch.cat([audio_tokens if p.audio else torch.zeros_like(audio_tokens) for p in passes])
             label = int(emotions[clip])
             pass_emotion = torch.tensor([label if p.emotion else NO_EMOTION for p in passes], device=self.device)
@@ -315,18 +335,19 @@ class MemoPipeline:
                     raise Cancelled
                 sigma = float(self.scheduler.sigmas[step])
                 if not skips_denoiser(sigma, self.options, have_velocity=guided is not None):
-                    velocity = self.offload.use(self.diffusion_net)(
-                        latents.expand(len(passes), -1, -1, -1, -1),
-                        t,
-                        pass_reference,
-                        pass_faces,
-                        pass_audio,
-                        pass_emotion,
-                        memory=pass_memory,
-                        use_reference=use_reference,
-                        memory_decay=memory_decay,
-                        reference_rows=reference_rows,
-                    )
+                    with self.autocast():
+                        velocity = self.offload.use(self.diffusion_net)(
+                            latents.expand(len(passes), -1, -1, -1, -1),
+                            t,
+                            pass_reference,
+                            pass_faces,
+                            pass_audio,
+                            pass_emotion,
+                            memory=pass_memory,
+                            use_reference=use_reference,
+                            memory_decay=memory_decay,
+                            reference_rows=reference_rows,
+                        )
                     guided = combine(velocity.float(), coefficients)[None]
                 latents = self.scheduler.step(guided, t, latents.float()).prev_sample.to(self.dtype)
                 if callback is not None:
@@ -426,7 +447,7 @@ class MemoPipeline:
             warnings=warnings,
             timings=timings,
         )
-        _write_sidecar(result, request, self.model_info, resolution, steps, guidance_plan(*guidance))
+        _write_sidecar(result, request, self.model_info, resolution, steps, guidance_plan(*guidance), self.precision)
         return result
 
 
@@ -451,7 +472,7 @@ def _output_path(request: GenerationRequest) -> Path:
     return candidate
 
 
-def _write_sidecar(result, request, model_info, resolution, steps, plan) -> None:
+def _write_sidecar(result, request, model_info, resolution, steps, plan, precision) -> None:
     """Every setting, the seed, per-clip emotions (detected and used), the model and timings, next to the mp4."""
     data = {
         "request": request.to_dict(),
@@ -467,6 +488,7 @@ def _write_sidecar(result, request, model_info, resolution, steps, plan) -> None
         "guidance_passes": [{"pass": p.name, "coefficient": c} for p, c in plan],
         "seed": result.seed,
         "model": asdict(model_info),
+        "precision": precision,
         "emotions": result.clip_emotions.to_dict(),
         "warnings": result.warnings,
         "timings_seconds": {k: round(v, 3) for k, v in result.timings.items()},

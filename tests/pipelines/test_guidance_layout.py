@@ -143,7 +143,8 @@ def test_run_clips_takes_noise_timesteps_and_audio_tokens(pipeline):
     torch.testing.assert_close(with_noise[0].latents, again[0].latents, rtol=0, atol=0)  # noise given: no draw
     other_schedule = run(pipeline, inputs, noise=noise, timesteps=[1000.0, 250.0])
     assert not torch.allclose(with_noise[0].latents, other_schedule[0].latents)
-    tokens = pipeline.audio_proj(inputs["audio"])
+    with pipeline.autocast():  # the precision the pipeline projects its audio in
+        tokens = pipeline.audio_proj(inputs["audio"]).float()
     schedule = {"noise": noise, "timesteps": [1000.0, 500.0]}
     from_tokens = run(pipeline, {**inputs, "audio": tokens}, audio_is_tokens=True, **schedule)
     torch.testing.assert_close(from_tokens[0].latents, with_noise[0].latents)

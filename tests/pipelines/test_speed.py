@@ -1,4 +1,7 @@
-"""Speed options (pipelines/speed.py): each one leaves the video as it was, within numerical noise."""
+"""Speed options (pipelines/speed.py): each one leaves the video as it was, within numerical noise.
+
+The exactness checks run in float32 (``precision="float32"``): bfloat16 autocast has its own, larger noise floor,
+checked on its own at the end."""
 
 import numpy as np
 import pytest
@@ -6,7 +9,17 @@ import torch
 
 from memo_model.loading import load_pipeline
 from memo_model.pipelines.request import GenerationRequest
-from memo_model.pipelines.speed import ModelOffload, SpeedOptions, skips_denoiser
+from memo_model.pipelines.speed import (
+    ModelOffload,
+    SpeedOptions,
+    cpu_bf16_support,
+    resolve_precision,
+    skips_denoiser,
+)
+
+
+def FP32(**options) -> SpeedOptions:  # noqa: N802 (reads like the class it builds)
+    return SpeedOptions(precision="float32", **options)
 
 
 def frames_and_calls(pipeline, media, tmp_path, name, steps=4):
@@ -27,7 +40,7 @@ def frames_and_calls(pipeline, media, tmp_path, name, steps=4):
 @pytest.fixture(scope="module")
 def exact_run(weights, media, tmp_path_factory):
     """The reference: every option off, the denoiser at every step."""
-    pipeline = load_pipeline(weights, device="cpu", options=SpeedOptions(reuse_final_velocity=False))
+    pipeline = load_pipeline(weights, device="cpu", options=FP32(reuse_final_velocity=False))
     return frames_and_calls(pipeline, media, tmp_path_factory.mktemp("exact"), "exact")
 
 
@@ -40,17 +53,18 @@ def test_only_the_last_step_reuses_a_velocity():
 
 
 def test_reusing_the_final_velocity_saves_a_call_per_clip_and_changes_nothing_visible(
-    pipeline, media, tmp_path, exact_run
+    weights, media, tmp_path, exact_run
 ):
     exact_frames, exact_calls = exact_run
-    frames, calls = frames_and_calls(pipeline, media, tmp_path, "fast")  # the default options
+    pipeline = load_pipeline(weights, device="cpu", options=FP32())  # the default options, in float32
+    frames, calls = frames_and_calls(pipeline, media, tmp_path, "fast")
     assert exact_calls == 2 * 4 and calls == 2 * 3  # 2 clips of 4 steps; the σ = 0.001 step reuses
     assert np.abs(frames - exact_frames).max() <= 2  # uint8 levels: the last step moves latents by 0.1 %
 
 
 def test_cpu_offload_moves_one_large_component_at_a_time_and_changes_nothing(weights, media, tmp_path, exact_run):
     """On this CPU-only machine the moves are CPU to CPU; what is checked is the order and the result."""
-    options = SpeedOptions(reuse_final_velocity=False, cpu_offload=True)
+    options = FP32(reuse_final_velocity=False, cpu_offload=True)
     pipeline = load_pipeline(weights, device="cpu", options=options)
     used = []
     use = pipeline.offload.use
@@ -79,8 +93,8 @@ def test_model_offload_sends_the_idle_component_to_storage():
 @pytest.mark.parametrize(
     "options",
     [
-        SpeedOptions(reuse_final_velocity=False, channels_last=True),
-        pytest.param(SpeedOptions(reuse_final_velocity=False, compile=True), marks=pytest.mark.slow),
+        FP32(reuse_final_velocity=False, channels_last=True),
+        pytest.param(FP32(reuse_final_velocity=False, compile=True), marks=pytest.mark.slow),
     ],
     ids=["channels_last", "compile"],
 )
@@ -90,3 +104,24 @@ def test_layout_and_compile_options_change_nothing_visible(weights, media, tmp_p
         assert pipeline.vae.decoder.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
     frames, _ = frames_and_calls(pipeline, media, tmp_path, "option")
     assert np.abs(frames - exact_run[0]).max() <= 2
+
+
+def test_auto_precision_follows_the_cpu():
+    cpu = torch.device("cpu")
+    expected = "float32" if cpu_bf16_support() is None else "bfloat16"
+    assert resolve_precision(SpeedOptions(), cpu, torch.float32) == expected
+    assert resolve_precision(FP32(), cpu, torch.float32) == "float32"
+    assert resolve_precision(SpeedOptions(precision="bfloat16"), torch.device("cuda"), torch.float16) == "float32"
+    with pytest.raises(ValueError, match="precision must be one of auto, float32, bfloat16"):
+        SpeedOptions(precision="fp8")
+
+
+@pytest.mark.skipif(cpu_bf16_support() is None, reason="this CPU has no native bfloat16 (AMX or AVX512-BF16)")
+def test_bfloat16_autocast_stays_near_float32(weights, media, tmp_path, exact_run):
+    pipeline = load_pipeline(
+        weights, device="cpu", options=SpeedOptions(reuse_final_velocity=False, precision="bfloat16")
+    )
+    assert pipeline.precision == "bfloat16"
+    frames, _ = frames_and_calls(pipeline, media, tmp_path, "bf16")
+    difference = np.abs(frames - exact_run[0])
+    assert 0 < difference.max() <= 24 and difference.mean() < 2  # it does compute in bfloat16, and stays close
