@@ -87,8 +87,8 @@ def probe(weights: str, root: Path, count: int, sigmas: list[float], seed: int) 
 
     from memo_model.audio.emotion import NO_EMOTION
     from memo_model.data.synthetic.analyzer import load_analyzer
-    from memo_model.loading import load_components
     from memo_model.training.train import encode
+    from memo_model.weights import load_components
 
     nets = {name: net.float().eval() for name, net in load_components(weights).items()}
     vae = AutoencoderKL.from_pretrained(Path(weights) / "vae").eval()

@@ -397,7 +397,7 @@ def count_official_memory_write(networks: Networks, inputs: ClipInputs) -> Call:
     (``DiffusionNet.write_memory``) returns a whole new memory while the caller still holds the old one. Same FLOPs.
     """
     net = networks.diffusion_net
-    decay = net.config.memory_decay
+    decay = inputs.memory.decay  # a carried memory keeps the γ it was written with
     layers = [
         measure(
             net,

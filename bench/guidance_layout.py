@@ -18,9 +18,9 @@ from diffusers import AutoencoderKL
 from safetensors.torch import load_file
 
 from bench.results_file import record_run
-from memo_model.loading import load_components
 from memo_model.pipelines.pipeline_memo import MemoPipeline
 from memo_model.pipelines.request import OFFICIAL_GUIDANCE, OFFICIAL_STEPS
+from memo_model.weights import load_components
 
 ROOT = Path(__file__).resolve().parents[1]
 PARITY = ROOT.parent / "shared" / "parity"

@@ -86,9 +86,9 @@ def einsum_write(self, past, memory, decay):
     from memo_model.models.memory_temporal import MemoryState
 
     if memory is None:
-        return MemoryState(new_kv, new_k)
+        return MemoryState(new_kv, new_k, decay)
     carry = decay**num_past
-    return MemoryState(memory.kv * carry + new_kv, memory.k * carry + new_k)
+    return MemoryState(memory.kv * carry + new_kv, memory.k * carry + new_k, decay)
 
 
 def final_velocity_row(weights, repeats: int) -> dict:

@@ -11,8 +11,8 @@ import torch
 from diffusers import AutoencoderKL
 
 from memo_model.audio.emotion import LOG_MEL_STATISTICS_DIM
-from memo_model.loading import MANIFEST_NAME, save_components
 from memo_model.models.presets import COMPONENT_CLASSES, preset_config
+from memo_model.weights import MANIFEST_NAME, save_components
 
 TINY_RESOLUTION = 16  # pixels; the 2-level tiny VAE makes 8x8 latents
 TINY_MELS = 8

@@ -31,10 +31,12 @@ def tiny_inputs(components, batch=2, frames=4, past=3, size=8, seed=0):
 
 
 def run_clip(components, inputs, timestep=500.0, memory=None, use_reference=None):
-    """Reference net -> (memory) -> diffusion net, returning the velocity."""
+    """Reference net -> memory (``None``: a new one from the past frames) -> diffusion net, returning the velocity."""
     face = components["image_proj"](inputs["face_embedding"])
     reference = components["reference_net"](inputs["reference_latents"], face)
     audio = components["audio_proj"](inputs["audio_features"])
+    if memory is None:
+        memory = components["diffusion_net"].write_memory(reference)
     return components["diffusion_net"](
         inputs["sample"],
         timestep,

@@ -14,8 +14,8 @@ features and the explicit ``TemporalMemory``. State-dict names and shapes follow
 
 Two calls per clip:
 - ``write_memory(reference_features, memory)`` — once per clip: adds the past frames to the memory (``None`` starts
-  a new video). Returns the new ``TemporalMemory``.
-- ``forward(...)`` — every denoising step: reads the memory, never changes it.
+  a new video, with the configured γ ``memory_decay`` unless one is given). Returns the new ``TemporalMemory``.
+- ``forward(...)`` — every denoising step: reads the memory with the γ it was written with, never changes it.
 
 Legend: b batch, c channels, f frames of the clip, h w latent size, m tokens, p past frames.
 """
@@ -70,7 +70,6 @@ class LayerInputs:
     reference_rows: torch.Tensor | None  # ((b f),) long: whose reference image each row sees; None = its own
     memory: TemporalMemory
     emotion: torch.Tensor  # (b,) int; NUM_EMOTIONS = no emotion
-    memory_decay: float
 
 
 class DiffusionBlock(CheckpointedBlock):
@@ -91,7 +90,7 @@ class DiffusionBlock(CheckpointedBlock):
             x, audio_tokens = self.run(self.audio_modules[layer], x, audio_tokens, inputs.emotion)
         if self.has_motion:
             memory = inputs.memory.layers[position]
-            x = self.run(self.motion_modules[layer], x, inputs.num_frames, memory, inputs.memory_decay)
+            x = self.run(self.motion_modules[layer], x, inputs.num_frames, memory)
         return x, audio_tokens
 
     def build_layer_modules(self, channels: int, inner_channels: list[int], audio_final: list[bool], settings: dict):
@@ -385,15 +384,23 @@ class DiffusionNet(ModelMixin, ConfigMixin):
         """Write the past frames of ``reference`` into the memory (Eq. 3, 4); ``None`` starts a new video.
 
         Called once per clip. In training (the official recipe) every sample starts from ``None`` with its real
-        past frames; at inference the memory is carried across all clips of a video. ``decay`` overrides the
-        configured γ (pass the same value to ``forward``).
+        past frames; at inference the memory is carried across all clips of a video. ``decay`` is γ for a new
+        memory (``None`` = the configured ``memory_decay``); a carried memory keeps the γ it was written with.
         """
         if reference.layers[0].shape[1] < 2:
             raise ValueError("The reference stack has no past frames; put [reference, past frames...] in it.")
         if len(reference.layers) != self.num_layer_positions:
             raise ValueError(f"Expected features for {self.num_layer_positions} layers, got {len(reference.layers)}.")
+        if memory is None:
+            decay = self.config.memory_decay if decay is None else decay
+        elif decay is None or decay == memory.decay:
+            decay = memory.decay
+        else:
+            raise ValueError(
+                f"This memory was written with decay {memory.decay}; it cannot continue with {decay}. "
+                "Leave decay unset to carry it, or start a new video with memory=None."
+            )
         modules = self._motion_modules_by_position()
-        decay = self.config.memory_decay if decay is None else decay
         layers = tuple(
             modules[k].write(reference.past_frames(k), None if memory is None else memory.layers[k], decay)
             if k in modules
@@ -413,7 +420,6 @@ class DiffusionNet(ModelMixin, ConfigMixin):
         emotion: torch.Tensor,
         memory: TemporalMemory | None = None,
         use_reference: torch.Tensor | None = None,
-        memory_decay: float | None = None,
         reference_rows: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predict the velocity for one clip.
@@ -421,17 +427,17 @@ class DiffusionNet(ModelMixin, ConfigMixin):
         sample: (b, c, f, h, w) noisy latents; timestep: scalar or (b,), in [0, 1000];
         reference: features of [reference image, past frames] per sample; face_tokens: (b, m, c_face);
         audio_tokens: (b, f, m_audio, c_audio); emotion: (b,) int, ``num_emotions`` = no emotion;
-        memory: read-only here; ``None`` = written from ``reference``'s past frames first (a new video, training);
+        memory: from ``write_memory`` (required), read here with its own γ and never changed;
         use_reference: (b,) bool, False drops the reference image from spatial attention (guidance);
-        memory_decay: overrides the configured γ (use the value the memory was written with);
         reference_rows: ((b f),) long, the sample whose reference image each frame row attends to; ``None`` = its
         own sample's. The official inference tiles them instead (row r sees sample r mod b: ``official_rows``).
         Returns the velocity (b, c_out, f, h, w).
         """
         batch, _, num_frames, height, width = sample.shape
-        decay = self.config.memory_decay if memory_decay is None else memory_decay
         if memory is None:
-            memory = self.write_memory(reference, decay=decay)
+            raise ValueError(
+                "No memory given: write one first with memory = net.write_memory(reference) (a new video) and pass it."
+            )
         for name, value in (("reference", reference), ("memory", memory)):
             if value.batch_size != batch:
                 raise ValueError(f"{name} has batch size {value.batch_size} but the sample has {batch}.")
@@ -450,7 +456,6 @@ class DiffusionNet(ModelMixin, ConfigMixin):
             reference_rows=reference_rows,
             memory=memory,
             emotion=emotion,
-            memory_decay=decay,
         )
         audio = rearrange(audio_tokens, "b f m c -> (b f) m c")
 

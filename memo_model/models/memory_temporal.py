@@ -9,7 +9,8 @@ summarised in two constant-size matrices per pixel and head:
 
 The memory is written once per clip from the past frames' reference-net features (``write``), decaying older
 content by γ per frame, and read at every denoising step (``forward``). It is an explicit value,
-``TemporalMemory``, passed in and returned like ``past_key_values``; ``None`` means a new video.
+``TemporalMemory``, passed in and returned like ``past_key_values``; ``None`` means a new video. γ is chosen when
+a memory is started and travels inside it: every later write and read of that memory uses the same γ.
 
 Facts of the official checkpoint this file reproduces (docs/CHECKPOINT.md §2.3.2):
 - within one write of p past frames, frame j (0 = oldest) is weighted by γ^(p-1-j); the official code multiplies
@@ -38,13 +39,15 @@ DENOMINATOR_EPS = 1e-10  # official clamp of ϕ(q)ᵀ M_K
 
 @dataclass(frozen=True)
 class MemoryState:
-    """One attention layer's memory: ``kv`` = M_KV (b, n, hd, d, d) and ``k`` = M_K (b, n, hd, d)."""
+    """One attention layer's memory: ``kv`` = M_KV (b, n, hd, d, d), ``k`` = M_K (b, n, hd, d) and ``decay`` = the γ
+    they were written with, which every read applies once more."""
 
     kv: torch.Tensor
     k: torch.Tensor
+    decay: float
 
     def select(self, index: torch.Tensor) -> "MemoryState":
-        return MemoryState(self.kv[index], self.k[index])
+        return MemoryState(self.kv[index], self.k[index], self.decay)
 
 
 @dataclass(frozen=True)
@@ -62,8 +65,15 @@ class TemporalMemory:
 
     @property
     def batch_size(self) -> int:
-        first = next(states for states in self.layers if states is not None)
-        return first[0].kv.shape[0]
+        return self._first_state().kv.shape[0]
+
+    @property
+    def decay(self) -> float:
+        """γ, fixed when the memory was started (all its states share it)."""
+        return self._first_state().decay
+
+    def _first_state(self) -> MemoryState:
+        return next(states for states in self.layers if states is not None)[0]
 
     def select(self, index: torch.Tensor | list[int]) -> "TemporalMemory":
         """The memory of some samples of the batch (guidance passes share memories this way).
@@ -135,7 +145,10 @@ class MemoryLinearAttention(nn.Module):
 
     @torch.no_grad()
     def write(self, past: torch.Tensor, memory: MemoryState | None, decay: float) -> MemoryState:
-        """Add p past frames to the memory. past: (b, n, p, c), already LayerNorm'd."""
+        """Add p past frames to the memory with γ = ``decay``. past: (b, n, p, c), already LayerNorm'd.
+
+        ``DiffusionNet.write_memory`` passes a carried memory's own γ; only a new memory gets a chosen one.
+        """
         num_past = past.shape[2]
         key = self._heads(self.to_k(past)).softmax(dim=-2)  # ϕ(k) over frames: (b, n, hd, p, d)
         value = self._heads(self.to_v(past))
@@ -144,19 +157,19 @@ class MemoryLinearAttention(nn.Module):
         new_kv = (key * (weight * weight)[:, None]).transpose(-1, -2) @ value  # (b, n, hd, d, d)
         new_k = (key * weight[:, None]).sum(dim=-2)
         if memory is None:
-            return MemoryState(new_kv, new_k)
+            return MemoryState(new_kv, new_k, decay)
         carry = decay**num_past
-        return MemoryState(memory.kv * carry + new_kv, memory.k * carry + new_k)
+        return MemoryState(memory.kv * carry + new_kv, memory.k * carry + new_k, decay)
 
-    def forward(self, x: torch.Tensor, memory: MemoryState, decay: float) -> torch.Tensor:
-        """x: (b, n, f, c), LayerNorm'd current-clip tokens -> (b, n, f, c)."""
+    def forward(self, x: torch.Tensor, memory: MemoryState) -> torch.Tensor:
+        """x: (b, n, f, c), LayerNorm'd current-clip tokens -> (b, n, f, c); reads ``memory`` with its own γ."""
         if self.pos_encoder is not None:
             x = self.pos_encoder(x)
         query = self._heads(self.to_q(x)).softmax(dim=-1) * self.scale  # ϕ(q) over the head dim
         key = self._heads(self.to_k(x)).softmax(dim=-2)  # ϕ(k) over frames
         value = self._heads(self.to_v(x))
-        kv = decay * memory.kv + torch.einsum("bnhfd,bnhfe->bnhde", key, value)  # (b, n, hd, d, d)
-        k = decay * memory.k + key.sum(dim=-2)  # (b, n, hd, d)
+        kv = memory.decay * memory.kv + torch.einsum("bnhfd,bnhfe->bnhde", key, value)  # (b, n, hd, d, d)
+        k = memory.decay * memory.k + key.sum(dim=-2)  # (b, n, hd, d)
         numerator = torch.einsum("bnhfd,bnhde->bnhfe", query, kv)
         denominator = torch.einsum("bnhfd,bnhd->bnhf", query, k).clamp(min=DENOMINATOR_EPS)
         out = rearrange(numerator / denominator.unsqueeze(-1), "b n hd f d -> b n f (hd d)")
@@ -183,9 +196,9 @@ class TemporalTransformerBlock(nn.Module):
             for j, (attention, norm) in enumerate(zip(self.attention_blocks, self.norms, strict=True))
         )
 
-    def forward(self, x: torch.Tensor, memory: tuple[MemoryState, ...], decay: float) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, memory: tuple[MemoryState, ...]) -> torch.Tensor:
         for attention, norm, state in zip(self.attention_blocks, self.norms, memory, strict=True):
-            x = attention(norm(x), state, decay) + x
+            x = attention(norm(x), state) + x
         return self.ff(self.ff_norm(x)) + x
 
 
@@ -223,11 +236,11 @@ class TemporalTransformer(nn.Module):
         past = self._tokens(rearrange(past_frames, "b p c h w -> (b p) c h w"), num_past)
         return self.transformer_blocks[0].write(past, memory, decay)
 
-    def forward(self, x: torch.Tensor, num_frames: int, memory: tuple[MemoryState, ...], decay: float):
+    def forward(self, x: torch.Tensor, num_frames: int, memory: tuple[MemoryState, ...]):
         """x: ((b f), c, h, w) -> same shape."""
         height, width = x.shape[-2:]
         h = self._tokens(x, num_frames)
-        h = self.transformer_blocks[0](h, memory, decay)
+        h = self.transformer_blocks[0](h, memory)
         h = rearrange(self.proj_out(h), "b (h w) f c -> (b f) c h w", h=height, w=width).contiguous()
         return h + x  # contiguous as the official code (see blocks.py)
 
@@ -257,8 +270,8 @@ class MemoryTemporalModule(nn.Module):
         )
 
     @torch.no_grad()
-    def write(self, past_frames: torch.Tensor, memory: tuple[MemoryState, ...] | None, decay: float = MEMORY_DECAY):
+    def write(self, past_frames: torch.Tensor, memory: tuple[MemoryState, ...] | None, decay: float):
         return self.temporal_transformer.write(past_frames, memory, decay)
 
-    def forward(self, x: torch.Tensor, num_frames: int, memory: tuple[MemoryState, ...], decay: float = MEMORY_DECAY):
-        return self.temporal_transformer(x, num_frames, memory, decay)
+    def forward(self, x: torch.Tensor, num_frames: int, memory: tuple[MemoryState, ...]):
+        return self.temporal_transformer(x, num_frames, memory)

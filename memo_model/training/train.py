@@ -33,7 +33,6 @@ import torch
 from memo_model.audio.emotion import NO_EMOTION
 from memo_model.config import load_yaml, to_dict
 from memo_model.errors import InputError
-from memo_model.loading import MANIFEST_NAME, load_components, save_components
 from memo_model.models.presets import COMPONENT_CLASSES, preset_config
 from memo_model.training.losses import (
     SPIKE_THRESHOLD,
@@ -46,6 +45,7 @@ from memo_model.training.losses import (
     sample_sigmas,
 )
 from memo_model.training.stages import STAGES, apply_stage
+from memo_model.weights import MANIFEST_NAME, load_components, save_components
 
 TRAINED_COMPONENTS = ("reference_net", "diffusion_net", "image_proj", "audio_proj")
 

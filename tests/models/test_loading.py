@@ -6,9 +6,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from memo_model.loading import CheckpointError, load_component, load_components, save_components
 from memo_model.models.diffusion_net import DiffusionNet
 from memo_model.testing import write_random_tiny_weights
+from memo_model.weights import CheckpointError, load_component, load_components, save_components
 from tests.conftest import run_clip, tiny_inputs, wake_zero_init
 
 
@@ -131,7 +131,7 @@ def test_emotion_classifier_is_optional(folder):
 
 def test_export_weights_writes_fp16_networks_that_load_back(tmp_path):
 
-    from memo_model.loading import MANIFEST_NAME, export_weights, load_components
+    from memo_model.weights import MANIFEST_NAME, export_weights, load_components
 
     source = write_random_tiny_weights(tmp_path / "source")
     written = export_weights(source, tmp_path / "target")

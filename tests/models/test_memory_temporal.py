@@ -1,5 +1,6 @@
 """Memory-guided temporal module: Eq. 2-4 as the official checkpoint computes them."""
 
+import pytest
 import torch
 
 from memo_model.models.memory_temporal import (
@@ -50,7 +51,7 @@ def test_read_is_equation_2_with_decayed_memory():
     attn, gamma = attention(), MEMORY_DECAY
     past, current = torch.randn(1, 2, 4, DIM), torch.randn(1, 2, 6, DIM)
     state = attn.write(past, None, gamma)
-    out = attn(current, state, gamma)
+    out = attn(current, state)
 
     x = attn.pos_encoder(current)  # positions on current frames only
     q = attn._heads(attn.to_q(x)).softmax(dim=-1) * attn.scale
@@ -69,11 +70,11 @@ def test_positional_encoding_touches_current_frames_only():
     attn = attention()
     past, current = torch.randn(1, 2, 4, DIM), torch.randn(1, 2, 4, DIM)
     state = attn.write(past, None, MEMORY_DECAY)
-    before = attn(current, state, MEMORY_DECAY)
+    before = attn(current, state)
     with torch.no_grad():
         attn.pos_encoder.pe.mul_(3.0)
     assert torch.equal(attn.write(past, None, MEMORY_DECAY).kv, state.kv)
-    assert not torch.allclose(attn(current, state, MEMORY_DECAY), before)
+    assert not torch.allclose(attn(current, state), before)
 
 
 def test_sinusoidal_table_matches_transformer_definition():
@@ -87,10 +88,10 @@ def test_sinusoidal_table_matches_transformer_definition():
 def test_memory_size_is_constant_in_history_length():
     module = MemoryTemporalModule(DIM, num_attention_heads=HEADS, groups=4)
     past = torch.randn(1, 4, DIM, 3, 3)
-    memory = module.write(past, None)
+    memory = module.write(past, None, MEMORY_DECAY)
     one_clip = sum(s.kv.numel() + s.k.numel() for s in memory)
     for _ in range(20):
-        memory = module.write(past, memory)
+        memory = module.write(past, memory, MEMORY_DECAY)
     assert sum(s.kv.numel() + s.k.numel() for s in memory) == one_clip
 
 
@@ -98,7 +99,7 @@ def test_module_is_identity_at_init_and_has_no_grad_through_memory():
     module = MemoryTemporalModule(DIM, num_attention_heads=HEADS, groups=4)
     x = torch.randn(2 * 4, DIM, 3, 3)
     past = torch.randn(2, 5, DIM, 3, 3, requires_grad=True)
-    memory = module.write(past, None)
+    memory = module.write(past, None, MEMORY_DECAY)
     assert torch.equal(module(x, 4, memory), x)  # zero-initialised proj_out
     assert all(not s.kv.requires_grad for s in memory)
 
@@ -120,6 +121,38 @@ def test_diffusion_net_memory_none_resets_and_carried_memory_matters(tiny):
         longer = run_clip(tiny, inputs, memory=carried)
     torch.testing.assert_close(default, explicit, rtol=0, atol=0)
     assert (longer - default).abs().max() > 1e-4
+
+
+def test_memory_keeps_the_decay_it_was_written_with(tiny):
+    """γ is chosen when a memory starts; carried writes and every read use that γ, whatever the model's default."""
+    wake_zero_init(tiny["diffusion_net"])
+    inputs = tiny_inputs(tiny, batch=2)
+    net = tiny["diffusion_net"]
+    with torch.no_grad():
+        face = tiny["image_proj"](inputs["face_embedding"])
+        reference = tiny["reference_net"](inputs["reference_latents"], face)
+        assert net.write_memory(reference).decay == net.config.memory_decay == MEMORY_DECAY
+        slow = net.write_memory(reference, decay=0.5)
+        carried = net.write_memory(reference, slow)
+        assert slow.decay == carried.decay == carried.select([1]).decay == 0.5
+        assert all(state.decay == 0.5 for states in carried.layers if states for state in states)
+        assert net.write_memory(reference, slow, decay=0.5).decay == 0.5
+        with pytest.raises(ValueError, match="written with decay 0.5"):
+            net.write_memory(reference, slow, decay=MEMORY_DECAY)
+
+        read_with_its_own = run_clip(tiny, inputs, memory=carried)
+        net.register_to_config(memory_decay=0.5)  # the same γ, now as the model's default
+        default_everywhere = run_clip(tiny, inputs, memory=net.write_memory(reference, net.write_memory(reference)))
+    torch.testing.assert_close(read_with_its_own, default_everywhere, rtol=0, atol=0)
+
+
+def test_diffusion_net_needs_a_written_memory(tiny):
+    inputs = tiny_inputs(tiny, batch=1)
+    face = tiny["image_proj"](inputs["face_embedding"])
+    reference = tiny["reference_net"](inputs["reference_latents"], face)
+    audio = tiny["audio_proj"](inputs["audio_features"])
+    with pytest.raises(ValueError, match="write_memory"):
+        tiny["diffusion_net"](inputs["sample"], 500.0, reference, face, audio, inputs["emotion"])
 
 
 def test_memory_select_picks_samples(tiny):

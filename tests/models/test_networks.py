@@ -16,7 +16,8 @@ def test_shapes(tiny):
     reference = tiny["reference_net"](inputs["reference_latents"], face)
     assert reference.num_past_frames == 3 and len(reference.layers) == tiny["diffusion_net"].num_layer_positions
     assert reference.layers[0].shape == (2, 4, 32, 8, 8)  # (b, 1 + p, c, h, w)
-    velocity = tiny["diffusion_net"](inputs["sample"], 999.0, reference, face, audio, inputs["emotion"])
+    memory = tiny["diffusion_net"].write_memory(reference)
+    velocity = tiny["diffusion_net"](inputs["sample"], 999.0, reference, face, audio, inputs["emotion"], memory)
     assert velocity.shape == (2, 4, 4, 8, 8)
     probabilities = tiny["audio_emotion_classifier"](torch.randn(3, 16))
     assert probabilities.shape == (3, 9)
@@ -150,7 +151,7 @@ def test_mismatched_inputs_are_refused(tiny, bad):
     if bad == "layers":
         reference = type(reference)(reference.layers[:-1])
         with pytest.raises(ValueError, match="layers"):
-            net(inputs["sample"], 1.0, reference, face, audio, inputs["emotion"])
+            net(inputs["sample"], 1.0, reference, face, audio, inputs["emotion"], net.write_memory(reference))
     else:
         with pytest.raises(ValueError, match="batch size"):
             net(

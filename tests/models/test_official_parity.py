@@ -14,8 +14,8 @@ import torch
 from einops import rearrange
 from safetensors.torch import load_file
 
-from memo_model.loading import load_components
 from memo_model.models.reference_net import ReferenceFeatures
+from memo_model.weights import load_components
 
 PARITY = Path(os.environ.get("MEMO_PARITY_DIR", Path(__file__).resolve().parents[3] / "shared" / "parity"))
 FLOAT32 = {"atol": 1e-4, "rtol": 1e-4}

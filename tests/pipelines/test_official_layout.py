@@ -8,12 +8,13 @@ import torch
 from transformers import Wav2Vec2Config, Wav2Vec2Model
 
 from memo_model.errors import SetupError
-from memo_model.loading import MANIFEST_NAME, load_components, load_pipeline, save_components
+from memo_model.loading import load_pipeline
 from memo_model.models.presets import COMPONENT_CLASSES, preset_config
 from memo_model.pipelines.request import GenerationRequest
 from memo_model.testing import TINY_RESOLUTION, tiny_vae
 from memo_model.vision.face import InsightFaceEmbedder
 from memo_model.vision.video_io import probe_media
+from memo_model.weights import MANIFEST_NAME, load_components, save_components
 
 W2V_LAYERS, W2V_WIDTH = 2, 32
 

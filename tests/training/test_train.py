@@ -19,10 +19,11 @@ from memo_model.audio.features import MelFeatures
 from memo_model.config import load_yaml, to_dict
 from memo_model.data.dataset import TalkingFaceDataset, cache_audio_features
 from memo_model.data.synthetic.dataset_writer import DatasetSpec, write_dataset
-from memo_model.loading import load_components, load_pipeline
+from memo_model.loading import load_pipeline
 from memo_model.testing import tiny_vae
 from memo_model.training.train import TrainConfig, main_from_args, train
 from memo_model.vision.face import ThumbnailEmbedder
+from memo_model.weights import load_components
 
 MELS = 8
 MANIFEST = {
