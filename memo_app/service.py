@@ -38,7 +38,7 @@ from memo_model.audio.emotion import (
     detect_emotions,
 )
 from memo_model.audio.io import SAMPLE_RATE, load_audio
-from memo_model.errors import InputError, SetupError
+from memo_model.errors import InputError, SetupError, shown
 from memo_model.pipelines.estimate import clips_for, estimate_time
 from memo_model.pipelines.request import (
     CLIP_FRAMES,
@@ -81,6 +81,7 @@ class AudioAnalysis:
     fps: int
     track: EmotionTrack | None
     detected_clips: np.ndarray | None  # (C,) label index per clip of 16 frames
+    notes: tuple[str, ...] = ()  # what a person should know about the file (it is truncated)
 
     @property
     def duration(self) -> float:
@@ -141,7 +142,7 @@ def _enlarged(image: Image.Image, side: int = DISPLAY_SIDE) -> Image.Image:
 def _label(value, where: str) -> str:
     text = str(value or "").strip().lower()
     if text not in EMOTION_LABELS:
-        raise InputError(f"Unknown emotion {value!r} {where}; choose one of: {', '.join(SELECTABLE_EMOTIONS)}.")
+        raise InputError(f"Unknown emotion {shown(value)} {where}; choose one of: {', '.join(SELECTABLE_EMOTIONS)}.")
     return text
 
 
@@ -149,10 +150,10 @@ def _number(value, name: str, row: int) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        message = f"Row {row} of the segment table: {name} must be a number of seconds; got {value!r}."
+        message = f"Row {row} of the segment table: {name} must be a number of seconds; got {shown(value)}."
         raise InputError(message) from None
     if not math.isfinite(number):
-        raise InputError(f"Row {row} of the segment table: {name} must be a finite number; got {value!r}.")
+        raise InputError(f"Row {row} of the segment table: {name} must be a finite number; got {shown(value)}.")
     return number
 
 
@@ -183,6 +184,26 @@ def segment_overrides(table) -> tuple[tuple[float, float, str], ...]:
             )
         found.append((start, end, _label(override, f"in row {number} of the segment table")))
     return tuple(found)
+
+
+def read_settings_file(path: str | Path) -> dict:
+    """The JSON object in a settings file; ``InputError`` saying what is wrong with the file otherwise."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        where = f"line {error.lineno}, column {error.colno}"
+        raise InputError(f"The settings file could not be read as JSON ({error.msg} at {where}).") from None
+    except UnicodeDecodeError:
+        raise InputError("The settings file could not be read as JSON: it is not UTF-8 text.") from None
+    except (ValueError, RecursionError):  # json refuses integers of thousands of digits and very deep nesting
+        raise InputError(
+            "The settings file could not be read as JSON: it holds a number too long or lists nested too deeply."
+        ) from None
+    except OSError as error:
+        raise InputError(f"The settings file could not be read ({error.strerror}).") from None
+    if not isinstance(data, dict):
+        raise InputError("The settings file must hold a JSON object (a run's settings).")
+    return data
 
 
 def global_override(choice) -> str | None:
@@ -354,14 +375,15 @@ class StudioService:
         if key in self._analyses:
             self._analyses.move_to_end(key)
             return self._analyses[key]
-        waveform = load_audio(audio, max_seconds=self.settings.max_audio_seconds)
+        notes: list[str] = []
+        waveform = load_audio(audio, max_seconds=self.settings.max_audio_seconds, notes=notes)
         detector = None if self.pipeline is None else self.pipeline.emotion_detector
         track = detected = None
         if detector is not None:
             num_frames = clips_for(len(waveform) / SAMPLE_RATE, fps) * CLIP_FRAMES
             track = detect_emotions(waveform, detector, fps=fps, num_frames=num_frames)
             detected = clip_labels(track.frame_labels, CLIP_FRAMES)
-        analysis = AudioAnalysis(waveform, fps, track, detected)
+        analysis = AudioAnalysis(waveform, fps, track, detected, tuple(notes))
         self._analyses[key] = analysis
         while len(self._analyses) > ANALYSIS_CACHE:
             self._analyses.popitem(last=False)
@@ -376,10 +398,11 @@ class StudioService:
             analysis = self._analysis(audio, LIMITS["fps"].default)
         except InputError as error:
             return f"Warning: {error}"
-        return (
+        summary = (
             f"Duration **{analysis.duration:.1f} s** (limit {limit:g} s) · {analysis.num_clips} clip(s) of "
             f"{CLIP_FRAMES} frames at {analysis.fps} fps · a preview animates the first {PREVIEW_SECONDS:g} s."
         )
+        return "\n\n".join([summary, *(f"Warning: {note}" for note in analysis.notes)])
 
     # --- emotions ---------------------------------------------------------------------------------------------
 
@@ -472,7 +495,7 @@ class StudioService:
         try:
             index = int(row) - 1
         except (TypeError, ValueError):
-            raise _error(InputError(f"Choose a segment number; got {row!r}.")) from None
+            raise _error(InputError(f"Choose a segment number; got {shown(row)}.")) from None
         if not 0 <= index < len(rows):
             raise _error(InputError(f"There is no segment {row}; the table has {len(rows)} row(s). Analyze first."))
         if emotion in (None, "", USE_DETECTED):
@@ -527,7 +550,7 @@ class StudioService:
         }
         for name, value in numbers.items():
             if value is None or isinstance(value, bool) or not isinstance(value, int | float):
-                raise InputError(f"{LIMITS[name].label} must be a number; got {value!r}.")
+                raise InputError(f"{LIMITS[name].label} must be a number; got {shown(value)}.")
         stamp = time.strftime("%Y%m%d-%H%M%S")
         kind = "preview" if preview else "video"
         request = GenerationRequest(
@@ -758,22 +781,17 @@ class StudioService:
         if not path:
             raise _error(InputError("Choose a settings JSON file (the one downloaded next to a video)."))
         try:
-            try:
-                data = json.loads(Path(path).read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-                raise InputError(f"The settings file could not be read as JSON ({error}).") from None
-            if not isinstance(data, dict):
-                raise InputError("The settings file must hold a JSON object (a run's settings).")
-            request = GenerationRequest.from_dict(data.get("request", data))
-            problems = [p for p in request.problems() if "does not exist" not in p]
-            if problems:
-                raise InputError("\n".join(problems))
-        except (InputError, TypeError) as error:
+            data = read_settings_file(path)
+            request = GenerationRequest.from_dict(data.get("request", data))  # types and ranges, not the files
+        except InputError as error:
             raise _error(InputError(f"These settings cannot be used: {error}")) from None
 
         def example(value) -> str | None:  # only our own example files are restored, never arbitrary paths
             candidate = self.settings.examples_dir / Path(str(value)).name
-            return str(candidate) if candidate.is_file() else None
+            try:
+                return str(candidate) if candidate.is_file() else None
+            except OSError:  # a name too long for the file system
+                return None
 
         rows = [[start, end, "", None, label] for start, end, label in request.emotion_segments]
         decay = request.memory_decay
@@ -791,7 +809,9 @@ class StudioService:
             False,
             request.fps,
             request.past_frames,
-            PAPER_MEMORY_DECAY if decay is None else decay,
+            (PAPER_MEMORY_DECAY if self.pipeline is None else self.pipeline.diffusion_net.config.memory_decay)
+            if decay is None
+            else decay,
             decay is None,
             request.crop_scale,
             "Settings loaded: press Generate to reproduce the run"

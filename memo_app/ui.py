@@ -4,6 +4,7 @@ Every event has an ``api_name``, so ``gradio_client`` drives exactly what the bu
 labels and help texts come from ``memo_model.pipelines.request.LIMITS``, the table the CLI uses too.
 """
 
+import math
 from pathlib import Path
 
 import gradio as gr
@@ -16,7 +17,9 @@ from memo_app.service import (
     StudioService,
 )
 from memo_model.audio.emotion import SELECTABLE_EMOTIONS
-from memo_model.pipelines.request import LIMITS
+from memo_model.errors import InputError, shown
+from memo_model.pipelines.request import LIMITS, Limit
+from memo_model.vision.face import check_image
 
 TITLE = "MEMO Studio"
 INTRO = (
@@ -26,35 +29,92 @@ INTRO = (
 )
 CSS = ".memo-status {min-height: 2.5em} footer {display: none !important}"
 GENERATION = "generation"  # preview, generate and model loading share one slot: one run at a time
+SEGMENT_NUMBER = Limit(1, math.inf, 1, 1, "Segment", "Row of the segment table to set")
 
 
 def with_readable_image_errors(component: gr.Image) -> gr.Image:
-    """Make a file that is not an image fail with a message for people instead of Gradio's processing error.
+    """Hand an uploaded picture over as its file, untouched, and answer a file that is not an image with a message
+    for people instead of Gradio's processing error.
 
-    Wraps the instance's ``preprocess`` (a ``gr.Image`` subclass would make Gradio write a ``.pyi`` stub here).
+    Gradio's own preprocessing would convert the pixels (16-bit grey clipped to white) and open the file with PIL's
+    defaults (a decompression bomb becomes an internal error); ``memo_model``'s loader does both properly, and
+    ``check_image`` reads only the header here. Wraps the instance's ``preprocess`` (a ``gr.Image`` subclass would
+    make Gradio write a ``.pyi`` stub here).
     """
     preprocess = component.preprocess
 
     def checked(payload):
+        if payload is None:
+            return None
+        local = payload.path and not (payload.url or "").startswith("data:")
         try:
-            return preprocess(payload)
-        except (OSError, ValueError, SyntaxError):  # PIL's UnidentifiedImageError is an OSError
+            path = payload.path if local else preprocess(payload)  # a data: URL is decoded to a file by Gradio
+            check_image(path)
+        except InputError as error:
+            raise _input_error(str(error)) from None
+        except (OSError, ValueError):  # Gradio could not decode a data: URL
             name = Path(getattr(payload, "orig_name", None) or "the file").name
-            raise gr.Error(
-                f"{name} is not an image that can be read — upload a photo (PNG, JPEG or WebP) with one face.",
-                title="Please check the input",
-                print_exception=False,
-            ) from None
+            message = f"{name} is not an image that can be read — upload a photo (PNG, JPEG or WebP) with one face."
+            raise _input_error(message) from None
+        return path
 
     component.preprocess = checked
     return component
+
+
+def with_number_check(component: gr.Slider | gr.Number, limit: Limit):
+    """Answer a value that is not a finite number in ``limit``'s range (text, NaN or infinity sent through the API)
+    with a message naming the setting and its range, before Gradio's own preprocessing turns it into an internal
+    error."""
+    preprocess = component.preprocess
+
+    def checked(payload):
+        if payload is None and isinstance(component, gr.Number):
+            return preprocess(payload)  # an empty number box: the handler says what is missing
+        value = _finite_number(payload)
+        if value is None:
+            raise _input_error(f"{limit.label} must be a number {limit.span}; got {shown(payload)}.")
+        if not limit.minimum <= value <= limit.maximum:
+            raise _input_error(f"{limit.label} must be {limit.span}; got {shown(value)}.")
+        return preprocess(payload if isinstance(payload, int) else value)
+
+    component.preprocess = checked
+    return component
+
+
+def _finite_number(payload) -> float | None:
+    """``payload`` as a finite number (numeric text too), or None when it is not one."""
+    if isinstance(payload, bool) or not isinstance(payload, int | float | str):
+        return None
+    try:
+        value = float(payload)
+    except (ValueError, OverflowError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def with_true_or_false_check(component: gr.Checkbox, label: str) -> gr.Checkbox:
+    """Refuse anything but true or false (``"no"`` sent through the API would otherwise count as ticked)."""
+    preprocess = component.preprocess
+
+    def checked(payload):
+        if payload is not None and not isinstance(payload, bool):
+            raise _input_error(f"{label} must be true or false; got {shown(payload)}.")
+        return preprocess(payload)
+
+    component.preprocess = checked
+    return component
+
+
+def _input_error(message: str) -> gr.Error:
+    return gr.Error(message, title="Please check the input", print_exception=False)
 
 
 def slider(name: str, value=None, **kwargs) -> gr.Slider:
     """A slider whose range, step, default, label and help are those of ``LIMITS[name]``."""
     limit = LIMITS[name]
     default = limit.default if value is None else value
-    return gr.Slider(
+    component = gr.Slider(
         minimum=limit.minimum,
         maximum=limit.maximum,
         value=default,
@@ -63,6 +123,7 @@ def slider(name: str, value=None, **kwargs) -> gr.Slider:
         info=limit.help,
         **kwargs,
     )
+    return with_number_check(component, limit)
 
 
 def _examples(folder: Path, pattern: str) -> list[str]:
@@ -82,6 +143,7 @@ def build_demo(service: StudioService) -> gr.Blocks:
                         label="Portrait",
                         sources=["upload", "webcam", "clipboard"],
                         type="filepath",
+                        image_mode=None,  # the file as uploaded: memo_model's loader converts every mode
                         height=280,
                         elem_id="portrait",
                     )
@@ -145,8 +207,9 @@ def build_demo(service: StudioService) -> gr.Blocks:
                     elem_id="segments",
                 )
                 with gr.Row():
-                    segment_number = gr.Number(
-                        label="Segment", value=1, precision=0, minimum=1, elem_id="segment-number"
+                    segment_number = with_number_check(
+                        gr.Number(label="Segment", value=1, precision=0, minimum=1, elem_id="segment-number"),
+                        SEGMENT_NUMBER,
                     )
                     segment_emotion = gr.Dropdown(
                         [USE_DETECTED, *SELECTABLE_EMOTIONS], value="happy", label="Emotion", elem_id="segment-emotion"
@@ -163,15 +226,21 @@ def build_demo(service: StudioService) -> gr.Blocks:
                     steps = slider("steps", service.default_steps())  # the active model's (official 20)
                     fps = slider("fps")
                 with gr.Row():
-                    seed = gr.Number(
-                        value=LIMITS["seed"].default,
-                        label=LIMITS["seed"].label,
-                        info=LIMITS["seed"].help,
-                        precision=0,
-                        minimum=LIMITS["seed"].minimum,
-                        maximum=LIMITS["seed"].maximum,
+                    seed_limit = LIMITS["seed"]
+                    seed = with_number_check(
+                        gr.Number(
+                            value=seed_limit.default,
+                            label=seed_limit.label,
+                            info=seed_limit.help,
+                            precision=0,
+                            minimum=seed_limit.minimum,
+                            maximum=seed_limit.maximum,
+                        ),
+                        seed_limit,
                     )
-                    random_seed = gr.Checkbox(label="Random seed", value=False)
+                    random_seed = with_true_or_false_check(
+                        gr.Checkbox(label="Random seed", value=False), "Random seed"
+                    )
                     resolution = gr.Dropdown(
                         label="Resolution (px)",
                         info="What the active model supports",
@@ -182,7 +251,10 @@ def build_demo(service: StudioService) -> gr.Blocks:
                     past_frames = slider("past_frames")
                     with gr.Row():
                         memory_decay = slider("memory_decay", value=PAPER_MEMORY_DECAY)
-                        model_decay = gr.Checkbox(label="Use the model's memory decay", value=True)
+                        model_decay = with_true_or_false_check(
+                            gr.Checkbox(label="Use the model's memory decay", value=True),
+                            "Use the model's memory decay",
+                        )
 
                 gr.Markdown("### 5 · Run")
                 with gr.Row():

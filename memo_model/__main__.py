@@ -9,9 +9,11 @@ synth           the synthetic talking-face world (datasets, contact sheets, the 
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
+from memo_model.errors import shown
 from memo_model.pipelines.guidance import GUIDANCE_LAYOUTS
 from memo_model.pipelines.request import LIMITS, GenerationRequest
 from memo_model.pipelines.speed import PRECISIONS
@@ -72,6 +74,16 @@ def _segments_from_file(path: str) -> tuple[tuple[float, float, str], ...]:
     return tuple((s.start, s.end, s.label) for s in overrides.segments)
 
 
+def _check_media(request: GenerationRequest) -> None:
+    """Decode the portrait and the audio once before the model loads (as the app does on upload): a bad file says
+    so in a moment, not after minutes of loading the official weights."""
+    from memo_model.audio.io import load_audio
+    from memo_model.vision.face import load_image
+
+    load_image(request.image)
+    load_audio(request.audio, max_seconds=request.max_audio_seconds)
+
+
 def generate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -93,6 +105,7 @@ def generate(args: argparse.Namespace) -> int:
         preview_steps=args.preview_steps,
         guidance_layout=args.guidance_layout,
     ).validate()
+    _check_media(request)
     pipeline = _load(args)
     bar = tqdm(total=None, unit="step", desc="generating")
 
@@ -131,7 +144,10 @@ def detect_emotion(args: argparse.Namespace) -> int:
     if pipeline.emotion_detector is None:
         print("The active model has no emotion detector.", file=sys.stderr)
         return 1
-    track = detect_emotions(load_audio(args.audio), pipeline.emotion_detector, fps=args.fps)
+    notes: list[str] = []
+    track = detect_emotions(load_audio(args.audio, notes=notes), pipeline.emotion_detector, fps=args.fps)
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
     found = segments(track)
     print(f"{'start':>8} {'end':>8}  {'emotion':10} confidence")
     for segment in found:
@@ -143,7 +159,7 @@ def detect_emotion(args: argparse.Namespace) -> int:
 
 
 def check_weights(args: argparse.Namespace) -> int:
-    from memo_model.loading import load_components
+    from memo_model.weights import load_components
 
     for name, model in load_components(args.folder).items():
         count = sum(p.numel() for p in model.parameters())
@@ -154,7 +170,7 @@ def check_weights(args: argparse.Namespace) -> int:
 def export_weights(args: argparse.Namespace) -> int:
     import torch
 
-    from memo_model.loading import export_weights as export
+    from memo_model.weights import export_weights as export
 
     written = export(args.source, args.target, getattr(torch, args.dtype))
     print(f"wrote {', '.join(written)} ({args.dtype}) and the manifest into {args.target}")
@@ -168,17 +184,18 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _limited(name: str):
-    """argparse type that names the setting and its range when a value is not a number."""
+    """argparse type that names the setting and its range when a value is not a (finite) number."""
     limit = LIMITS[name]
     kind = float if isinstance(limit.step, float) and limit.step % 1 else int
 
     def parse(text: str):
         try:
-            return kind(text)
+            value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{limit.label} must be a number between {limit.minimum:g} and {limit.maximum:g}"
-            ) from None
+            value = math.nan
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{limit.label} must be a number {limit.span}; got {shown(text)}")
+        return value
 
     return parse
 
@@ -197,14 +214,18 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--steps", type=_limited("steps"), help="denoising steps (default: the model's; official 20)")
     for flag, name in (("--ref-cfg", "reference_guidance"), ("--audio-cfg", "audio_guidance"),
                        ("--emotion-cfg", "emotion_guidance")):  # fmt: skip
-        gen.add_argument(flag, type=float, help=f"{LIMITS[name].help} (default: the model's; official 3.5)")
+        gen.add_argument(flag, type=_limited(name), help=f"{LIMITS[name].help} (default: the model's; official 3.5)")
     emotion = gen.add_mutually_exclusive_group()
     emotion.add_argument("--emotion", help="one emotion for the whole video (default: detected from the audio)")
     emotion.add_argument("--emotion-segments", metavar="FILE.json", help='{"segments": [{"start", "end", "label"}]}')
     gen.add_argument("--fps", type=_limited("fps"), default=LIMITS["fps"].default)
     gen.add_argument("--past-frames", type=_limited("past_frames"), default=LIMITS["past_frames"].default)
-    gen.add_argument("--memory-decay", type=float, help=LIMITS["memory_decay"].help)
-    gen.add_argument("--preview-seconds", type=float, help="only the first S seconds (whole clips), with fewer steps")
+    gen.add_argument("--memory-decay", type=_limited("memory_decay"), help=LIMITS["memory_decay"].help)
+    gen.add_argument(
+        "--preview-seconds",
+        type=_limited("preview_seconds"),
+        help="only the first S seconds (whole clips), fewer steps",
+    )
     gen.add_argument("--preview-steps", type=_limited("preview_steps"), help="preview steps (default: the model's)")
     gen.add_argument(
         "--guidance-layout",
@@ -270,13 +291,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from memo_model.errors import InputError, SetupError
-    from memo_model.loading import CheckpointError
+    from memo_model.weights import CheckpointError
 
+    for stream in (sys.stdout, sys.stderr):  # Linux file names need not be UTF-8: escape them, never crash
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except (InputError, SetupError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a path that cannot be read or written: permissions, a full disk, a name too long
+        where = f" {str(error.filename)[:200]}" if error.filename else ""
+        print(
+            f"error: could not use{where}: {error.strerror or error} — check the path, its permissions and the "
+            "free space.",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from memo_model.audio.io import SAMPLE_RATE
-from memo_model.errors import InputError, SetupError
+from memo_model.errors import InputError, SetupError, shown
 
 if TYPE_CHECKING:
     import torch
@@ -439,7 +439,7 @@ def _label(value: Any, where: str) -> str:
     """The canonical (lower-case) emotion label, or an InputError that lists the choices."""
     if isinstance(value, str) and value.strip().lower() in EMOTION_LABELS:
         return value.strip().lower()
-    raise InputError(f"Unknown emotion {value!r} {where}; choose one of: {', '.join(EMOTION_LABELS)}.")
+    raise InputError(f"Unknown emotion {shown(value)} {where}; choose one of: {', '.join(EMOTION_LABELS)}.")
 
 
 @dataclass(frozen=True)
@@ -453,11 +453,15 @@ class SegmentOverride:
     def __post_init__(self):
         for name in ("start", "end"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-                raise InputError(f"An emotion segment's {name} must be a number of seconds; got {value!r}.")
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not -math.inf < value < math.inf:
+                raise InputError(f"An emotion segment's {name} must be a number of seconds; got {shown(value)}.")
         if not 0 <= self.start < self.end:
-            raise InputError(f"An emotion segment needs 0 <= start < end; got {self.start:g}-{self.end:g} s.")
-        object.__setattr__(self, "label", _label(self.label, f"in the segment {self.start:g}-{self.end:g} s"))
+            raise InputError(
+                f"An emotion segment needs 0 <= start < end; got {shown(self.start)}-{shown(self.end)} s."
+            )
+        object.__setattr__(
+            self, "label", _label(self.label, f"in the segment {shown(self.start)}-{shown(self.end)} s")
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {"start": self.start, "end": self.end, "label": self.label}
@@ -498,22 +502,24 @@ class EmotionOverrides:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EmotionOverrides:
         if not isinstance(data, Mapping):
-            raise InputError(f"Emotion overrides must be a JSON object like {OVERRIDES_EXAMPLE}; got {data!r}.")
+            raise InputError(f"Emotion overrides must be a JSON object like {OVERRIDES_EXAMPLE}; got {shown(data)}.")
         unknown = set(data) - OVERRIDE_KEYS
         if unknown:
             raise InputError(
-                f"Unknown key(s) {', '.join(sorted(map(repr, unknown)))} in the emotion overrides; the keys are "
+                f"Unknown key(s) {', '.join(sorted(map(shown, unknown)))} in the emotion overrides; the keys are "
                 f'"global" and "segments", e.g. {OVERRIDES_EXAMPLE}.'
             )
         entries = data.get("segments", [])
         if not isinstance(entries, list):
-            raise InputError(f'"segments" must be a list of {{"start", "end", "label"}} objects; got {entries!r}.')
+            raise InputError(
+                f'"segments" must be a list of {{"start", "end", "label"}} objects; got {shown(entries)}.'
+            )
         overrides = []
         for number, entry in enumerate(entries, start=1):
             if not isinstance(entry, Mapping) or set(entry) != SEGMENT_KEYS:
                 raise InputError(
                     f'Emotion segment {number} must have exactly the keys "start", "end" and "label" '
-                    f'(e.g. {{"start": 0.0, "end": 2.5, "label": "sad"}}); got {entry!r}.'
+                    f'(e.g. {{"start": 0.0, "end": 2.5, "label": "sad"}}); got {shown(entry)}.'
                 )
             overrides.append(SegmentOverride(entry["start"], entry["end"], entry["label"]))
         return cls(data.get("global"), tuple(overrides))
@@ -557,6 +563,8 @@ def load_overrides(path_or_json: str | Path | Mapping[str, Any]) -> EmotionOverr
             f"{source} is not valid JSON ({error.msg} at line {error.lineno}, column {error.colno}); "
             f"expected something like {OVERRIDES_EXAMPLE}."
         ) from None
+    except (ValueError, RecursionError):  # json refuses integers of thousands of digits and very deep nesting
+        raise InputError(f"{source} holds a number too long or lists nested too deeply.") from None
     return EmotionOverrides.from_dict(data)
 
 

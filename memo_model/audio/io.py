@@ -26,9 +26,11 @@ from memo_model.errors import AudioInputError
 SAMPLE_RATE = 16_000  # wav2vec2 / emotion2vec input rate (docs/CHECKPOINT.md §1.3)
 SILENCE_PEAK_DBFS = -60.0  # a peak below this is digital silence or an unplugged microphone, not speech
 SILENCE_PEAK = 10.0 ** (SILENCE_PEAK_DBFS / 20.0)
+MIN_SECONDS = 0.1  # shorter audio holds no syllable, and the audio features' 25 ms windows hardly fit
 # Codec padding (mp3/aac frames) can make a "30 s" file decode a few ms longer; do not reject it for that.
 LENGTH_TOLERANCE_S = 0.1
 _FFMPEG_READ_BYTES = 1 << 20  # chunk size when only counting decoded samples
+_WAV_MAX_CHUNKS = 64  # chunks looked through for a WAV's data chunk (fmt, LIST, fact, ... come first)
 
 
 def ffmpeg_executable() -> str:
@@ -38,11 +40,16 @@ def ffmpeg_executable() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, max_seconds: float | None = None) -> np.ndarray:
+def load_audio(
+    path: str | Path, sample_rate: int = SAMPLE_RATE, max_seconds: float | None = None, notes: list[str] | None = None
+) -> np.ndarray:
     """Decode an audio file to a mono float32 waveform of shape (n_samples,) at ``sample_rate``.
 
-    Raises ``AudioInputError`` when the file is missing, unreadable, not audio, empty, silent, or longer than
-    ``max_seconds`` (only ``max_seconds`` plus a little is decoded, so a huge file costs little to reject).
+    Raises ``AudioInputError`` when the file is missing, unreadable, not audio, empty, shorter than
+    ``MIN_SECONDS``, silent, or longer than ``max_seconds`` (only ``max_seconds`` plus a little is decoded, so a
+    huge file costs little to reject).
+    ``notes``: when given, what a person should know about a usable file is appended to it, in plain words (a
+    truncated file: fewer seconds than its header promises).
     """
     path = _checked_file(path)
     decoded = _decode_with_soundfile(path, max_seconds)
@@ -52,6 +59,12 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, max_seconds: fl
 
     if samples.shape[0] == 0:
         raise AudioInputError(f"The audio file {path.name!r} contains no sound (0 s) — record or upload it again.")
+    if samples.shape[0] < MIN_SECONDS * rate:
+        milliseconds = samples.shape[0] / rate * 1000
+        length = f"only {milliseconds:.0f} ms" if milliseconds >= 1 else "less than 1 ms"
+        raise AudioInputError(
+            f"The audio file {path.name!r} is {length} long — record or upload at least {MIN_SECONDS:g} s of speech."
+        )
     _check_length(samples.shape[0] / rate, max_seconds, path)
     waveform = samples.mean(axis=1, dtype=np.float32)
     if not np.isfinite(waveform).all():
@@ -61,6 +74,8 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, max_seconds: fl
     if rate != sample_rate:
         waveform = soxr.resample(waveform, rate, sample_rate, quality="HQ").astype(np.float32, copy=False)
     _check_not_silent(waveform, path)
+    if notes is not None and (note := _truncation_note(path, samples.shape[0], rate)):
+        notes.append(note)
     return waveform
 
 
@@ -72,7 +87,7 @@ def audio_duration(path: str | Path) -> float:
     """
     path = _checked_file(path)
     try:
-        info = sf.info(str(path))
+        info = sf.info(_sf_name(path))
         if info.frames > 0 and info.samplerate > 0:
             return info.frames / info.samplerate
     except (sf.LibsndfileError, RuntimeError):
@@ -94,23 +109,84 @@ def parse_header_duration(header: str) -> float | None:
 
 
 def _checked_file(path: str | Path) -> Path:
+    """The file as an absolute path (a name like ``-a.wav`` or ``pipe:1.wav`` is never an ffmpeg option or
+    protocol); ``AudioInputError`` when it is missing or empty."""
     path = Path(path)
     if not path.is_file():
         raise AudioInputError(f"No audio file at {str(path)!r} — check the path or upload the file again.")
     if path.stat().st_size == 0:
         raise AudioInputError(f"The audio file {path.name!r} is empty (0 bytes) — record or upload it again.")
-    return path
+    return path.absolute()
+
+
+def _sf_name(path: Path) -> str | bytes:
+    """The path as libsndfile takes it: bytes when the name is not valid UTF-8 (Linux allows any bytes)."""
+    try:
+        str(path).encode()
+    except UnicodeEncodeError:
+        return bytes(path)
+    return str(path)
 
 
 def _decode_with_soundfile(path: Path, max_seconds: float | None) -> tuple[np.ndarray, int] | None:
     """(samples (n, channels) float32, rate), or None when libsndfile cannot read this file."""
     try:
-        info = sf.info(str(path))
+        info = sf.info(_sf_name(path))
         _check_length(info.frames / info.samplerate if info.samplerate else 0.0, max_seconds, path)
-        samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        samples, rate = sf.read(_sf_name(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError):
         return None  # unknown container or codec, or damaged: ffmpeg is more lenient and says which
+    if samples.shape[0] == 0 and _promised_frames(path) is None:
+        return None  # a streamed WAV whose header was never finished (data size 0): ffmpeg reads to the end
     return samples, rate
+
+
+def _promised_frames(path: Path) -> int | None:
+    """Sample frames the header promises: a WAV's data chunk, a FLAC's stream info; None when it does not say.
+
+    libsndfile quietly shortens a WAV whose data chunk runs past the end of the file, so the chunk is read here.
+    A WAV written while streaming has a data size of 0 or 0xFFFFFFFF ("unknown"): no promise.
+    """
+    try:
+        with open(path, "rb") as file:
+            riff = file.read(12)
+            if len(riff) == 12 and riff[:4] == b"RIFF" and riff[8:] == b"WAVE":
+                return _wav_data_frames(file)
+        info = sf.info(_sf_name(path))
+    except (OSError, sf.LibsndfileError, RuntimeError):
+        return None
+    return info.frames if info.format == "FLAC" and info.frames > 0 else None
+
+
+def _wav_data_frames(file) -> int | None:
+    """Frames the data chunk of an open WAV (positioned after "RIFF....WAVE") claims to hold."""
+    block_align = None
+    for _ in range(_WAV_MAX_CHUNKS):
+        header = file.read(8)
+        if len(header) < 8:
+            return None
+        chunk, size = header[:4], int.from_bytes(header[4:], "little")
+        if chunk == b"fmt " and size >= 16:
+            block_align = int.from_bytes(file.read(16)[12:14], "little")
+            file.seek(size - 16 + size % 2, io.SEEK_CUR)
+        elif chunk == b"data":
+            unknown = size in (0, 0xFFFFFFFF) or not block_align
+            return None if unknown else size // block_align
+        else:
+            file.seek(size + size % 2, io.SEEK_CUR)  # chunks are padded to an even size
+    return None
+
+
+def _truncation_note(path: Path, frames_read: int, rate: int) -> str | None:
+    """What to say when fewer samples were decoded than the header promises (a copy or upload cut short)."""
+    promised = _promised_frames(path)
+    if promised is None or promised - frames_read <= LENGTH_TOLERANCE_S * rate:
+        return None
+    return (
+        f"The audio file {path.name!r} is truncated: {frames_read / rate:.1f} s of the promised "
+        f"{promised / rate:.1f} s were read, so the video covers only those — copy or export the file again "
+        "for its whole length."
+    )
 
 
 def _decode_with_ffmpeg(path: Path, max_seconds: float | None) -> tuple[np.ndarray, int]:

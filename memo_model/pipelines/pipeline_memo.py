@@ -296,14 +296,15 @@ class MemoPipeline:
             else:
                 stacks = portrait_features.followed_by(self.reference_features(past, faces))
             carried = memory if memory_mode == "full" else None  # ablations forget between clips
+            decay = memory_decay if carried is None else None  # a carried memory keeps the γ it was written with
             net = self.offload.use(self.diffusion_net)
             with self.autocast():
                 if official:  # every pass writes its own memory from its own (face-tiled) stack
                     pass_reference = pass_references(stacks, condition_index, guidance_layout)
-                    memory = net.write_memory(pass_reference, carried, decay=memory_decay)
+                    memory = net.write_memory(pass_reference, carried, decay=decay)
                     pass_memory = memory
                 else:  # one memory per face condition, shared by the passes that have it
-                    memory = net.write_memory(stacks, carried, decay=memory_decay)
+                    memory = net.write_memory(stacks, carried, decay=decay)
                     pass_reference = stacks.select(condition_index)
                     pass_memory = memory.select(condition_index)
 
@@ -345,7 +346,6 @@ class MemoPipeline:
                             pass_emotion,
                             memory=pass_memory,
                             use_reference=use_reference,
-                            memory_decay=memory_decay,
                             reference_rows=reference_rows,
                         )
                     guided = combine(velocity.float(), coefficients)[None]
@@ -391,7 +391,7 @@ class MemoPipeline:
         reference_pixels = torch.from_numpy(np.asarray(portrait.image, dtype=np.float32) / 127.5 - 1.0)
 
         # 3. Audio, features and emotions
-        waveform = load_audio(request.audio, max_seconds=request.max_audio_seconds)
+        waveform = load_audio(request.audio, max_seconds=request.max_audio_seconds, notes=warnings)
         if request.is_preview:
             waveform = waveform[: round(request.preview_length * SAMPLE_RATE)]
         fps = request.fps

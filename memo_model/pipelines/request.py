@@ -4,13 +4,17 @@
 ``GenerationRequest.validate()`` enforces it with messages a person can act on.
 """
 
-from dataclasses import asdict, dataclass, field, fields, replace
+import os
+import stat
+import types
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any, Union, get_args, get_origin
 
 from memo_model.audio.emotion import EMOTION_LABELS
 from memo_model.audio.features import padded_frame_count
 from memo_model.audio.io import SAMPLE_RATE
-from memo_model.errors import InputError
+from memo_model.errors import QUOTED_CHARS, InputError, shown
 from memo_model.pipelines.guidance import GUIDANCE_LAYOUTS
 
 OFFICIAL_GUIDANCE = 3.5  # configs/inference.yaml cfg_scale (one scale for everything)
@@ -30,6 +34,13 @@ class Limit:
     step: float
     label: str
     help: str
+
+    @property
+    def span(self) -> str:
+        """The range as messages say it: "between 0 and 2147483647", or "of at least 1" without a maximum."""
+        if self.maximum == float("inf"):
+            return f"of at least {shown(self.minimum)}"
+        return f"between {shown(self.minimum)} and {shown(self.maximum)}"
 
 
 LIMITS: dict[str, Limit] = {
@@ -120,42 +131,61 @@ class GenerationRequest:
             return steps
         return min(steps, model_preview if self.preview_steps is None else self.preview_steps)
 
-    def problems(self) -> list[str]:
-        """Every reason this request cannot run, in plain words (empty when it is valid)."""
+    def problems(self, check_files: bool = True) -> list[str]:
+        """Every reason this request cannot run, in plain words (empty when it is valid).
+
+        Types come first (from the fields' annotations): a setting of the wrong type gets that one message and no
+        other check. ``check_files=False`` leaves out the file system (input files exist, the output can be
+        written), for settings read from a file before their media are at hand.
+        """
+        mistyped = self._type_problems()
+        found = list(mistyped.values())
+        if check_files:
+            found += self._file_problems(mistyped)
+        for name, limit in LIMITS.items():
+            value = getattr(self, name, None)
+            if value is None or name in mistyped:
+                continue
+            if not limit.minimum <= value <= limit.maximum:
+                found.append(f"{limit.label} must be {limit.span}; got {shown(value)}.")
+            elif name in ("steps", "seed", "fps", "past_frames", "preview_steps") and int(value) != value:
+                found.append(f"{limit.label} must be a whole number; got {shown(value)}.")
+        if "memory_mode" not in mistyped and self.memory_mode not in MEMORY_MODES:
+            found.append(f"memory_mode must be one of {', '.join(MEMORY_MODES)}; got {shown(self.memory_mode)}.")
+        if "guidance_layout" not in mistyped and self.guidance_layout not in GUIDANCE_LAYOUTS:
+            found.append(
+                f"guidance_layout must be one of {', '.join(GUIDANCE_LAYOUTS)}; got {shown(self.guidance_layout)}."
+            )
+        if (
+            "resolution" not in mistyped
+            and self.resolution is not None
+            and (self.resolution < 16 or self.resolution % 8)
+        ):
+            found.append(f"Resolution must be a multiple of 8 and at least 16; got {shown(self.resolution)}.")
+        labels = [self.emotion] if self.emotion is not None and "emotion" not in mistyped else []
+        for start, end, label in () if "emotion_segments" in mistyped else self.emotion_segments:
+            labels.append(label)
+            if not 0 <= start < end:
+                found.append(f"An emotion segment must have 0 <= start < end; got {shown(start)}-{shown(end)} s.")
+        for label in labels:
+            if label.strip().lower() not in EMOTION_LABELS:
+                found.append(f"Unknown emotion {shown(label)}; choose one of: {', '.join(EMOTION_LABELS)}.")
+        return found
+
+    def _type_problems(self) -> dict[str, str]:
+        """{setting: message} for every setting whose value does not fit its field's annotation."""
+        found = {spec.name: _type_problem(spec.name, getattr(self, spec.name), spec.type) for spec in fields(self)}
+        return {name: problem for name, problem in found.items() if problem is not None}
+
+    def _file_problems(self, mistyped: dict[str, str]) -> list[str]:
+        """Missing input files, and an output that cannot be written (a folder, or under a file)."""
         found = []
         for name in ("image", "audio"):
             path = Path(getattr(self, name))
-            if not path.is_file():
-                found.append(f"The {name} file {path} does not exist — choose an existing file.")
-        for name, limit in LIMITS.items():
-            value = getattr(self, name, None)
-            if value is None:
-                continue
-            if not limit.minimum <= value <= limit.maximum:
-                found.append(f"{limit.label} must be between {limit.minimum:g} and {limit.maximum:g}; got {value:g}.")
-        for name in ("steps", "seed", "fps", "past_frames", "preview_steps"):
-            if getattr(self, name) is not None and int(getattr(self, name)) != getattr(self, name):
-                found.append(f"{LIMITS[name].label} must be a whole number; got {getattr(self, name)}.")
-        if self.memory_mode not in MEMORY_MODES:
-            found.append(f"memory_mode must be one of {', '.join(MEMORY_MODES)}; got {self.memory_mode!r}.")
-        if self.guidance_layout not in GUIDANCE_LAYOUTS:
-            found.append(
-                f"guidance_layout must be one of {', '.join(GUIDANCE_LAYOUTS)}; got {self.guidance_layout!r}."
-            )
-        if self.resolution is not None and (self.resolution < 16 or self.resolution % 8):
-            found.append(f"Resolution must be a multiple of 8 and at least 16; got {self.resolution}.")
-        labels = [self.emotion] if self.emotion is not None else []
-        for segment in self.emotion_segments:
-            if len(segment) != 3:
-                found.append(f"An emotion segment must be (start, end, label); got {segment!r}.")
-                continue
-            start, end, label = segment
-            labels.append(label)
-            if not 0 <= start < end:
-                found.append(f"An emotion segment must have 0 <= start < end; got {start:g}-{end:g} s.")
-        for label in labels:
-            if str(label).strip().lower() not in EMOTION_LABELS:
-                found.append(f"Unknown emotion {label!r}; choose one of: {', '.join(EMOTION_LABELS)}.")
+            if name not in mistyped and _kind_of(path) != "file":
+                found.append(f"The {name} file {_shown_path(path)} does not exist — choose an existing file.")
+        if self.output is not None and "output" not in mistyped:
+            found += _output_problems(Path(self.output))
         return found
 
     def validate(self) -> "GenerationRequest":
@@ -184,11 +214,157 @@ class GenerationRequest:
 
     @classmethod
     def from_dict(cls, data: dict) -> "GenerationRequest":
-        """Build from saved settings; unknown keys are refused so a typo never goes unnoticed."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+        """Build from saved settings (a settings file, a batch job), checked against the fields' own types and the
+        ``LIMITS``; one ``InputError`` lists every problem in plain words. Unknown keys are refused so a typo never
+        goes unnoticed; whether the files exist is checked when the request runs."""
+        if not isinstance(data, dict):
+            raise InputError(f"Settings must be a JSON object of name: value pairs; got {shown(data)}.")
+        known = {spec.name: spec for spec in fields(cls)}
+        unknown = sorted(shown(name) if not isinstance(name, str) else name for name in set(data) - set(known))
         if unknown:
-            raise InputError(f"Unknown setting(s) {', '.join(unknown)}; known settings: {', '.join(sorted(known))}.")
-        data = dict(data)
-        data["emotion_segments"] = tuple(tuple(segment) for segment in data.get("emotion_segments", ()))
-        return cls(**data)
+            raise InputError(f"Unknown setting(s) {_listed(unknown)}; known settings: {', '.join(sorted(known))}.")
+        required = [name for name, spec in known.items() if _is_required(spec)]
+        missing = [name for name in required if name not in data]
+        if missing:
+            raise InputError(
+                f"Missing setting(s) {_listed(missing)}; every request needs at least {' and '.join(required)}."
+            )
+        values = {name: _whole_number(value, known[name].type) for name, value in data.items()}
+        found = [
+            problem for name, value in values.items() if (problem := _type_problem(name, value, known[name].type))
+        ]
+        if found:  # said about the values as written (lists, not tuples)
+            raise InputError("\n".join(found))
+        request = cls(**{name: _tuples(value) for name, value in values.items()})
+        found = request.problems(check_files=False)
+        if found:
+            raise InputError("\n".join(found))
+        return request
+
+
+# --- checking settings: types from the fields' annotations, values shown briefly ------------------------------
+
+KIND_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "text", Path: "a path"}
+SHOWN_NAMES = 10  # unknown or missing setting names listed in one message
+
+
+def _members(annotation) -> tuple:
+    """The types a field allows: ``int | None`` -> (int, NoneType)."""
+    if isinstance(annotation, types.UnionType) or get_origin(annotation) is Union:
+        return get_args(annotation)
+    return (annotation,)
+
+
+def _accepts(annotation, value: Any) -> bool:
+    """Whether ``value`` fits a field's annotation (``float`` takes whole numbers too, never ``True``/``False``)."""
+    for kind in _members(annotation):
+        if kind is type(None) and value is None:
+            return True
+        if kind is bool and isinstance(value, bool):
+            return True
+        if kind is int and isinstance(value, int | float) and not isinstance(value, bool):
+            return True  # 2.5 is a number: problems() says it must be a whole one
+        if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return True
+        if (kind is str and isinstance(value, str)) or (kind is Path and isinstance(value, str | Path)):
+            return True
+        if get_origin(kind) is tuple and isinstance(value, tuple | list):
+            items = get_args(kind)
+            if len(items) == 2 and items[1] is Ellipsis:
+                if all(_accepts(items[0], item) for item in value):
+                    return True
+            elif len(value) == len(items) and all(_accepts(k, item) for k, item in zip(items, value, strict=True)):
+                return True
+    return False
+
+
+def _kind_words(kinds: tuple) -> str:
+    """Types in plain words: ``(int,)`` -> "a whole number", ``(str, Path)`` -> "a path", tuples as lists."""
+    words = []
+    for kind in kinds:
+        if get_origin(kind) is tuple:
+            items = get_args(kind)
+            if items[-1] is Ellipsis:
+                words.append(f"a list of {_kind_words(items[:1]).removeprefix('a ')}s")
+            else:
+                words.append(f"[{', '.join(_kind_words((item,)).removeprefix('a ') for item in items)}] list")
+        else:
+            words.append(KIND_WORDS.get(kind, kind.__name__))
+    if "a path" in words and "text" in words:
+        words.remove("text")
+    return " or ".join(dict.fromkeys(words))
+
+
+EXAMPLES = {"emotion_segments": '[[0.0, 2.5, "sad"]]', "image": '"portrait.png"', "audio": '"speech.wav"'}
+
+
+def _type_problem(name: str, value: Any, annotation) -> str | None:
+    """The message for a setting of the wrong type (with its range or an example), or None when it fits."""
+    if _accepts(annotation, value):
+        return None
+    limit = LIMITS.get(name)
+    what = f'{limit.label} ("{name}")' if limit else f'"{name}"'
+    kinds = tuple(kind for kind in _members(annotation) if kind is not type(None))
+    expected = _kind_words(kinds)
+    if limit is not None:
+        expected += f" {limit.span}"
+    if name in EXAMPLES:
+        expected += f", e.g. {EXAMPLES[name]}"
+    if len(kinds) < len(_members(annotation)):
+        expected += ", or null"
+    return f"{what} must be {expected}; got {shown(value)}."
+
+
+def _whole_number(value: Any, annotation) -> Any:
+    """20.0 read from JSON becomes 20 where only whole numbers fit (``steps: int | None``)."""
+    kinds = _members(annotation)
+    if isinstance(value, float) and int in kinds and float not in kinds and value.is_integer():
+        return int(value)
+    return value
+
+
+def _tuples(value: Any) -> Any:
+    """JSON lists as tuples, at every depth (``emotion_segments``)."""
+    return tuple(_tuples(item) for item in value) if isinstance(value, list) else value
+
+
+def _is_required(spec) -> bool:
+    return spec.default is MISSING and spec.default_factory is MISSING
+
+
+def _shown_path(path: Path) -> str:
+    """A path as a message shows it, its middle cut when it is very long."""
+    text = str(path)
+    return text if len(text) <= 2 * QUOTED_CHARS else f"{text[:QUOTED_CHARS]}…{text[-QUOTED_CHARS:]}"
+
+
+def _listed(names: list[str]) -> str:
+    """Names for a message, at most ``SHOWN_NAMES`` of them, each cut short."""
+    cut = [name if len(name) <= QUOTED_CHARS else f"{name[: QUOTED_CHARS - 1]}…" for name in names[:SHOWN_NAMES]]
+    more = f" and {len(names) - SHOWN_NAMES} more" if len(names) > SHOWN_NAMES else ""
+    return ", ".join(cut) + more
+
+
+def _kind_of(path: Path) -> str | None:
+    """What is at ``path``: "file", "folder", "other", or None for nothing (or a name the system refuses)."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    return "folder" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode) else "other"
+
+
+def _output_problems(output: Path) -> list[str]:
+    """Why a video cannot be written at ``output``: a folder is there, or a file stands where a folder must be."""
+    if _kind_of(output) == "folder":
+        return [f"The output {_shown_path(output)} is a folder — give a file name in it, such as video.mp4."]
+    for parent in output.parents:
+        kind = _kind_of(parent)
+        if kind == "folder":
+            return []
+        if kind is not None:
+            return [
+                f"The output {_shown_path(output)} cannot be written: {_shown_path(parent)} is a file, not a folder "
+                "— choose another output path."
+            ]
+    return []

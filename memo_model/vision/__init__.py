@@ -5,6 +5,7 @@ from memo_model.vision.face import (
     IdentityEmbedding,
     InsightFaceEmbedder,
     PreparedPortrait,
+    check_image,
     load_image,
     prepare_portrait,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "InsightFaceEmbedder",
     "PreparedPortrait",
     "VideoWriter",
+    "check_image",
     "frames_to_uint8",
     "load_image",
     "prepare_portrait",

@@ -17,13 +17,16 @@ copy no larger than 640 px (~70 ms). Boxes are ``(left, top, right, bottom)`` pi
 from __future__ import annotations
 
 import io
+import struct
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
+from warnings import catch_warnings, filterwarnings
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps
 
 from memo_model.errors import ImageInputError, SetupError
 
@@ -38,6 +41,10 @@ MAX_IMAGE_SIDE = 4096  # larger pictures are downscaled first: detail beyond thi
 MAX_IMAGE_PIXELS = 100_000_000  # refuse before decoding: a bigger picture is a mistake or a decompression bomb
 MAX_UPSCALE = 2.0  # a crop enlarged more than this to reach the model resolution looks soft: warn
 WHITE = (255, 255, 255)
+# What PIL's format plugins raise on a malformed file, when opening it or only when its pixels are decoded.
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError, KeyError, TypeError)
+SRGB = ImageCms.createProfile("sRGB")  # the colours the model saw in training
+ICC_MODES = {"RGB": "RGB", "RGBA": "RGBA", "CMYK": "RGB", "L": "RGB"}  # modes moved to sRGB by their ICC profile
 
 DETECTION_MAX_SIDE = 640  # the same input size insightface uses (det_size 640)
 HAAR_CASCADE = "haarcascade_frontalface_default.xml"
@@ -71,29 +78,43 @@ class PreparedPortrait:
 def load_image(source: ImageSource, background: tuple[int, int, int] = WHITE) -> Image.Image:
     """Open a photo as an upright RGB image (EXIF orientation applied, transparency on ``background``).
 
-    Accepts a path, the file's bytes, a PIL image or an (H, W, 3) / (H, W) uint8 array. Raises ``ImageInputError``
-    for files that are not images, damaged files, pictures under 64 px and absurdly large ones.
+    Any mode PIL opens becomes RGB with its content intact: 16-bit and float pictures are scaled to 8 bits by their
+    range, colours with an ICC profile are moved to sRGB. Accepts a path, the file's bytes, a PIL image or an
+    (H, W, 3) / (H, W) uint8 array. Raises ``ImageInputError`` for files that are not images, damaged files,
+    pictures under 64 px and pictures over ``MAX_IMAGE_PIXELS`` (decompression bombs among them).
     """
-    image = _open(source)
-    width, height = image.size
-    if width * height > MAX_IMAGE_PIXELS:
-        raise ImageInputError(
-            f"The image is {width}×{height} pixels ({width * height / 1e6:.0f} MP), more than the "
-            f"{MAX_IMAGE_PIXELS // 1_000_000} MP accepted — resize it to at most {MAX_IMAGE_SIDE} px on the long side."
-        )
+    opened = _open(source)
     try:
-        image = ImageOps.exif_transpose(image)
-        image = _to_rgb(image, background)
-    except (OSError, ValueError, SyntaxError) as error:  # truncated or damaged data surfaces only when decoding
-        raise ImageInputError(
-            f"The image is damaged and could not be decoded ({error}) — export or upload it again."
-        ) from None
+        _check_pixel_count(opened.size)
+        try:
+            with _pil_quiet():
+                image = _to_rgb(_upright(opened), background)
+        except DECODE_ERRORS:  # truncated or damaged data surfaces only when decoding
+            raise ImageInputError(
+                "The image is damaged (its data is cut short or corrupt) and could not be decoded — export or "
+                "upload it again."
+            ) from None
+    finally:
+        if opened is not source:
+            opened.close()  # the file a lazily opened picture holds
     if min(image.size) < MIN_IMAGE_SIDE:
         raise ImageInputError(
             f"The image is only {image.width}×{image.height} pixels — use a photo at least "
             f"{MIN_IMAGE_SIDE}×{MIN_IMAGE_SIDE} (ideally {RESOLUTION}×{RESOLUTION} or larger)."
         )
     return image
+
+
+def check_image(path: str | Path) -> tuple[int, int]:
+    """(width, height) read from the file's header alone, without decoding its pixels: a quick first look at an
+    upload. Raises ``ImageInputError`` for what ``load_image`` refuses before decoding (no image file, an empty
+    file, not an image, too many pixels)."""
+    image = _open(path)
+    try:
+        _check_pixel_count(image.size)
+        return image.size
+    finally:
+        image.close()
 
 
 def prepare_portrait(
@@ -114,8 +135,9 @@ def prepare_portrait(
     if max(image.size) > MAX_IMAGE_SIDE:
         image = _downscale(image, MAX_IMAGE_SIDE)
         warnings.append(
-            f"The image is large ({original_size[0]}×{original_size[1]}); it was reduced to "
-            f"{image.width}×{image.height} first."
+            f"The image is large ({original_size[0]}×{original_size[1]}, {_megapixels(original_size):.0f} MP); "
+            f"it was reduced to {image.width}×{image.height} first — a picture of at most {MAX_IMAGE_SIDE} px on "
+            "the long side gives the same result and loads faster."
         )
 
     faces = detect_faces(image)
@@ -297,6 +319,7 @@ class ThumbnailEmbedder:
 
 
 def _open(source: ImageSource) -> Image.Image:
+    """The picture opened lazily (only its header is read); ``ImageInputError`` when it is no picture at all."""
     if isinstance(source, Image.Image):
         return source
     if isinstance(source, np.ndarray):
@@ -310,28 +333,101 @@ def _open(source: ImageSource) -> Image.Image:
         if Path(source).stat().st_size == 0:
             raise ImageInputError(f"{name} is empty (0 bytes) — upload the photo again.")
     try:
-        return Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        with _pil_quiet():
+            return Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
     except Image.DecompressionBombError:
+        megapixels = MAX_IMAGE_PIXELS // 1_000_000
         raise ImageInputError(
-            f"{name} is far too large to open — resize it to at most {MAX_IMAGE_SIDE} px on the long side."
+            f"{name} claims a size of more than {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} MP, far more than the "
+            f"{megapixels} MP accepted — use a smaller picture: resize it to at most {MAX_IMAGE_SIDE} px on the long "
+            f"side (below {megapixels} MP)."
         ) from None
-    except (UnidentifiedImageError, OSError, SyntaxError):
+    except DECODE_ERRORS:  # PIL's UnidentifiedImageError is an OSError
         raise ImageInputError(f"{name} is not an image we can read — upload a JPEG, PNG or WebP photo.") from None
 
 
+def _check_pixel_count(size: tuple[int, int]) -> None:
+    """Refuse a picture with more than ``MAX_IMAGE_PIXELS`` pixels (from its header, before any decoding)."""
+    if size[0] * size[1] > MAX_IMAGE_PIXELS:
+        megapixels = MAX_IMAGE_PIXELS // 1_000_000
+        raise ImageInputError(
+            f"The image is {size[0]}×{size[1]} pixels ({_megapixels(size):.0f} MP), more than the {megapixels} "
+            f"MP accepted — use a smaller picture: resize it to at most {MAX_IMAGE_SIDE} px on the long side (below "
+            f"{megapixels} MP)."
+        )
+
+
+def _megapixels(size: tuple[int, int]) -> float:
+    """Millions of pixels of a (width, height)."""
+    return size[0] * size[1] / 1e6
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """The picture turned as its EXIF orientation says; as stored when the EXIF data cannot be read."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except DECODE_ERRORS:  # a damaged EXIF block; damaged pixels are reported when they are decoded
+        return image
+
+
+@contextmanager
+def _pil_quiet():
+    """Keep PIL's warnings (a decompression-bomb size, "Corrupt EXIF data", odd TIFF tags) to itself: they print
+    library text and a site-packages path. Our own checks speak instead: ``MAX_IMAGE_PIXELS`` decides what is too
+    large, and a picture whose EXIF data is corrupt is used as stored. Only warnings raised inside PIL are filtered,
+    so the filter is harmless should another thread's ``catch_warnings`` leave it in place."""
+    with catch_warnings():
+        filterwarnings("ignore", module="PIL")
+        yield
+
+
 def _to_rgb(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
-    """Any PIL mode → RGB: transparency composited on ``background``, 16-bit grey scaled down, CMYK converted."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        levels = np.asarray(image, dtype=np.float64)
-        full_scale = 65535.0 if image.mode.startswith("I;16") or levels.max() > 255 else 255.0
-        image = Image.fromarray((levels / full_scale * 255).clip(0, 255).astype(np.uint8))
+    """Any PIL mode → RGB: 16-bit, 32-bit and float grey scaled to 8 bits by their range, colours moved to sRGB by
+    the embedded ICC profile, transparency composited on ``background``, every other mode converted by PIL."""
+    if image.mode.startswith("I") or image.mode == "F":
+        image = Image.fromarray(_to_8bit(np.asarray(image), image.mode))
+    image = _to_srgb(image)
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = image.convert("RGBA")
+        rgba = image.convert("LA" if image.mode == "La" else image.mode).convert("RGBA")
         canvas = Image.new("RGBA", rgba.size, (*background, 255))
         return Image.alpha_composite(canvas, rgba).convert("RGB")
     return image.convert("RGB")
+
+
+def _to_8bit(levels: np.ndarray, mode: str) -> np.ndarray:
+    """(H, W) uint8 from 16-bit, 32-bit integer or float grey levels, scaled by the range they use.
+
+    16-bit pictures span 0-65535 (PIL's own conversion would clip them at 255: white); float ones 0-1 or 0-255;
+    32-bit integer ones 0-255 or 0-65535, depending on the program that wrote them. Anything else (negative
+    values, high dynamic range) is stretched from its minimum to its maximum; NaN and infinity become black.
+    """
+    values = np.nan_to_num(levels.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if mode.startswith("I;16"):
+        top = 65535.0
+    elif mode == "F" and low >= 0 and high <= 1:
+        top = 1.0
+    elif low >= 0 and high <= 255:
+        top = 255.0
+    elif low >= 0 and high <= 65535:
+        top = 65535.0
+    else:
+        values, top = values - low, max(high - low, 1e-6)
+    return (values * (255.0 / top)).round().clip(0, 255).astype(np.uint8)
+
+
+def _to_srgb(image: Image.Image) -> Image.Image:
+    """Colours moved from the embedded ICC profile (Adobe RGB, a printer's CMYK, ...) to sRGB, which the model
+    saw in training; the picture as it is when it has no profile or an unusable one."""
+    profile = image.info.get("icc_profile")
+    if not profile or image.mode not in ICC_MODES:
+        return image
+    try:
+        return ImageCms.profileToProfile(image, io.BytesIO(profile), SRGB, outputMode=ICC_MODES[image.mode])
+    except (ImageCms.PyCMSError, *DECODE_ERRORS):  # a damaged profile, or one made for another colour mode
+        return image
 
 
 def _downscale(image: Image.Image, max_side: int) -> Image.Image:

@@ -144,7 +144,7 @@ class VideoWriter:
         command = [ffmpeg_executable(), "-nostdin", "-hide_banner", "-v", "error", "-y"]
         command += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", size, "-r", f"{self.fps}", "-i", "pipe:0"]
         command += ["-c:v", "libx264", "-preset", self.preset, "-crf", str(self.crf), "-pix_fmt", "yuv420p"]
-        command += ["-movflags", "+faststart", str(self.partial_path)]
+        command += ["-movflags", "+faststart", str(self.partial_path.absolute())]  # "-x.mp4" is no option
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)
 
@@ -182,9 +182,9 @@ class VideoWriter:
                 audio_path = Path(scratch) / "audio.wav"
                 sf.write(audio_path, np.asarray(self.audio, dtype=np.float32), self.audio_sample_rate)
             command = [ffmpeg_executable(), "-nostdin", "-hide_banner", "-v", "error", "-y"]
-            command += ["-i", str(self.partial_path), "-i", str(audio_path), "-map", "0:v:0", "-map", "1:a:0"]
-            command += ["-c:v", "copy", "-c:a", "aac", "-b:a", AUDIO_BITRATE, "-t", f"{self.duration:.6f}"]
-            command += ["-movflags", "+faststart", str(self.path)]
+            command += ["-i", str(self.partial_path.absolute()), "-i", str(Path(audio_path).absolute())]
+            command += ["-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-b:a", AUDIO_BITRATE]
+            command += ["-t", f"{self.duration:.6f}", "-movflags", "+faststart", str(self.path.absolute())]
             result = subprocess.run(command, capture_output=True, check=False)
         if result.returncode != 0:
             # Keep the video without sound rather than lose the frames.

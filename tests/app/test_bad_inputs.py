@@ -35,7 +35,7 @@ def test_bad_audio_is_explained(client, media, name, message, run_args):
 
 
 def test_non_image_and_faceless_image(client, media, run_args):
-    with pytest.raises(AppError, match="notes.png is not an image that can be read"):
+    with pytest.raises(AppError, match="'notes.png' is not an image we can read"):
         client.predict(handle_file(str(media["not_image"])), 1.8, api_name="/inspect_portrait")
     with pytest.raises(AppError, match="is not an image"):
         client.predict(*run_args(image=handle_file(str(media["not_image"]))), api_name="/preview")

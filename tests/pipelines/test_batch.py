@@ -107,7 +107,7 @@ def test_bad_jobs_file_is_one_clear_message(media, tmp_path, capsys):
         "missing.jsonl": (None, "does not exist"),
         "notjson.jsonl": (good + "\n{image: x}\n", "line 2 is not JSON"),
         "unknown.jsonl": (json.dumps({**job(media, 0).to_dict(), "stpes": 3}), "line 1: Unknown setting(s) stpes"),
-        "noaudio.jsonl": (json.dumps({"image": "x.png"}), "every job needs at least image and audio"),
+        "noaudio.jsonl": (json.dumps({"image": "x.png"}), "every request needs at least image and audio"),
         "twice.jsonl": (f'{{"name": "a", {good[1:]}\n\n{{"name": "A", {good[1:]}', "line 3: the name 'A' is already"),
         "path.jsonl": (f'{{"name": "../a", {good[1:]}', "not a plain file stem"),
         "empty.jsonl": ("\n", "has no jobs"),
@@ -160,14 +160,17 @@ def test_two_processes_under_accelerate_launch_share_the_jobs(weights, media, tm
 
 def kill_process_tree(process: subprocess.Popen) -> None:
     """SIGKILL the launcher's process group and the workers' (torchrun starts each worker in its own session)."""
-    children = psutil.Process(process.pid).children(recursive=True)
+    try:
+        children = psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:  # the launcher already ended (a failure the caller reports)
+        children = []
     groups = []
-    for child in children:
+    for pid in [*(child.pid for child in children), process.pid]:
         try:
-            groups.append(os.getpgid(child.pid))
+            groups.append(os.getpgid(pid))
         except ProcessLookupError:
             pass
-    for group in dict.fromkeys([*groups, os.getpgid(process.pid)]):
+    for group in dict.fromkeys(groups):
         try:
             os.killpg(group, signal.SIGKILL)
         except ProcessLookupError:
