@@ -10,6 +10,7 @@ synth           the synthetic talking-face world (datasets, contact sheets, the 
 import argparse
 import json
 import math
+import signal
 import sys
 from pathlib import Path
 
@@ -289,6 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stop_on_sigterm(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     from memo_model.errors import InputError, SetupError
     from memo_model.weights import CheckpointError
@@ -297,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)  # as Ctrl-C: the partial video and its sidecar are kept
     try:
         return args.func(args)
     except (InputError, SetupError, CheckpointError) as error:
@@ -310,8 +316,14 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    except KeyboardInterrupt:
-        print("stopped", file=sys.stderr)
+    except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM; pipeline_memo.Interrupted carries what was kept
+        result = getattr(stop, "result", None)
+        if result is None:
+            print("stopped", file=sys.stderr)
+        elif result.num_frames:
+            print(f"stopped: {result.duration:.1f} s kept with its audio in {result.video_path}", file=sys.stderr)
+        else:
+            print(f"stopped before the first clip was finished (settings: {result.settings_path})", file=sys.stderr)
         return 130
 
 

@@ -75,9 +75,12 @@ class JobFiles:
 
     @property
     def temporaries(self) -> tuple[Path, ...]:
-        """Every file a killed run of this job can leave behind (the video writer adds its own ``.partial``)."""
-        encoder = self.partial_video.with_name(f"{self.partial_video.stem}.partial.mp4")  # see VideoWriter
-        return self.partial_video, encoder, self.partial_settings, self.partial_error
+        """Every file a killed or failed run of this job can leave behind (see VideoWriter and the pipeline: the
+        encoder's ``.partial.mp4``, the running sidecar ``.partial.json``, a stopped run's ``-partial`` files)."""
+        stem = self.partial_video.stem
+        pipeline_files = [f"{stem}.partial.mp4", f"{stem}.partial.json", f"{stem}-partial.mp4", f"{stem}-partial.json"]
+        left = tuple(self.partial_video.with_name(name) for name in pipeline_files)
+        return self.partial_video, *left, self.partial_settings, self.partial_error
 
     def is_done(self) -> bool:
         return self.video.is_file() and self.settings.is_file()

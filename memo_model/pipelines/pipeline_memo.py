@@ -124,6 +124,15 @@ class Cancelled(Exception):
     """Raised inside the loop when the caller asked to stop; the pipeline turns it into a partial result."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """A Ctrl-C (or a SIGTERM turned into one) during a run, raised after the partial video, with its audio, and
+    its sidecar were written: ``result`` describes them."""
+
+    def __init__(self, result: "GenerationResult"):
+        super().__init__(f"interrupted; the partial video is at {result.video_path}")
+        self.result = result
+
+
 class MemoPipeline:
     """All components of a MEMO model plus the clip loop; ``__call__`` runs one ``GenerationRequest``."""
 
@@ -405,7 +414,10 @@ class MemoPipeline:
         steps = self.model_info.steps_for(request)
         output = _output_path(request)
         writer = VideoWriter(output, fps=fps, audio=waveform, audio_sample_rate=SAMPLE_RATE)
-        cancelled = False
+        # Settings first, so that a killed run leaves them beside its partial video
+        running = output.with_name(f"{output.stem}.partial.json")
+        running.write_text(json.dumps({"status": "running", "video": str(writer.partial_path), **_settings(request)}))
+        cancelled = interrupted = False
         loop_started = time.perf_counter()
         try:
             clips = self.run_clips(
@@ -429,16 +441,19 @@ class MemoPipeline:
                 writer.write(frames_uint8)
                 if callback is not None:
                     callback(replace(clip.progress, frames=frames_uint8))
-        except Cancelled:
-            cancelled = True
-        finally:
-            video_path = writer.close(cancelled=cancelled)
+        except (Cancelled, KeyboardInterrupt) as stop:  # a cancel, a Ctrl-C: keep what was made
+            cancelled, interrupted = True, isinstance(stop, KeyboardInterrupt)
+        except BaseException:
+            writer.close(cancelled=True)  # the frames so far, as <name>-partial.mp4 beside the running sidecar
+            raise
+        video_path = writer.close(cancelled=cancelled)
         timings["generate"] = time.perf_counter() - loop_started
         timings["total"] = time.perf_counter() - started
 
+        final = Path(video_path or (writer.cancelled_path if cancelled else output))
         result = GenerationResult(
-            video_path=Path(video_path or output),
-            settings_path=Path(output).with_suffix(".json"),
+            video_path=final,
+            settings_path=final.with_suffix(".json"),
             cancelled=cancelled,
             num_frames=writer.frames_written,
             duration=writer.frames_written / fps,
@@ -448,6 +463,9 @@ class MemoPipeline:
             timings=timings,
         )
         _write_sidecar(result, request, self.model_info, resolution, steps, guidance_plan(*guidance), self.precision)
+        running.unlink(missing_ok=True)
+        if interrupted:
+            raise Interrupted(result)
         return result
 
 
@@ -466,16 +484,28 @@ def _output_path(request: GenerationRequest) -> Path:
         path = OUTPUT_DIR / f"{Path(request.image).stem}_{Path(request.audio).stem}.mp4"
     path.parent.mkdir(parents=True, exist_ok=True)
     candidate, counter = path.with_suffix(".mp4"), 1
-    while candidate.exists() or candidate.with_suffix(".json").exists():
+
+    def taken(video: Path) -> bool:  # the video, its sidecar, or a partial or running file of the same name
+        partial = video.with_name(f"{video.stem}-partial.mp4")
+        running = video.with_name(f"{video.stem}.partial.json")
+        return any(p.exists() for p in (video, video.with_suffix(".json"), partial, running))
+
+    while taken(candidate):
         candidate = path.with_name(f"{path.stem}-{counter}.mp4")
         counter += 1
     return candidate
 
 
+def _settings(request: GenerationRequest) -> dict:
+    """The request as the sidecar keeps it."""
+    return {"request": request.to_dict()}
+
+
 def _write_sidecar(result, request, model_info, resolution, steps, plan, precision) -> None:
     """Every setting, the seed, per-clip emotions (detected and used), the model and timings, next to the mp4."""
     data = {
-        "request": request.to_dict(),
+        **_settings(request),
+        "status": "interrupted" if result.cancelled else "finished",
         "video": str(result.video_path),
         "cancelled": result.cancelled,
         "num_frames": result.num_frames,

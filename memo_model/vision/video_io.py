@@ -5,12 +5,15 @@ AAC, length = min(video, audio) (docs/CHECKPOINT.md §1.5, §1.8). Here frames g
 finishes, so memory does not grow with the video length, and the file is finalised even when generation is
 cancelled or crashes:
 
-1. ``write`` pipes raw RGB frames to an ffmpeg that encodes H.264 (yuv420p) into ``<name>.partial.mp4``;
-2. ``close`` ends that stream, then muxes the audio (AAC), cut to the frames written, into ``<name>.mp4`` with
-   ``+faststart`` (browsers start playing before the download ends) and removes the partial file.
+1. ``write`` pipes raw RGB frames to an ffmpeg that encodes H.264 (yuv420p) into ``<name>.partial.mp4``, with
+   the audio (AAC) as its second input from the start, stopped with the video (``-shortest``);
+2. ``close`` ends that stream, then copies both streams, the audio cut exactly to the frames written, into
+   ``<name>.mp4`` (``+faststart``: browsers start playing before the download ends), or into
+   ``<name>-partial.mp4`` when the run was cancelled or interrupted, and removes the file in progress.
 
-If the Python process is killed outright, ffmpeg still sees the end of its input and finalises
-``<name>.partial.mp4``: a playable video without sound.
+ffmpeg runs in a session of its own, so a Ctrl-C in the terminal (SIGINT to the whole process group) reaches only
+Python, which closes the video as above. If the Python process is killed outright, ffmpeg still sees the end of
+its input and finalises ``<name>.partial.mp4``: a playable video with its sound.
 """
 
 from __future__ import annotations
@@ -77,7 +80,8 @@ class VideoWriter:
         if fps <= 0:
             raise ValueError(f"fps must be positive, got {fps}.")
         self.path = Path(path)
-        self.partial_path = self.path.with_name(f"{self.path.stem}.partial.mp4")
+        self.partial_path = self.path.with_name(f"{self.path.stem}.partial.mp4")  # while it is being written
+        self.cancelled_path = self.path.with_name(f"{self.path.stem}-partial.mp4")  # a cancelled run's video
         self.fps = fps
         self.audio = audio
         self.audio_sample_rate = audio_sample_rate
@@ -88,6 +92,7 @@ class VideoWriter:
         self.max_frames = self._frame_limit(trim_to_audio)
         self._process: subprocess.Popen | None = None
         self._log = tempfile.TemporaryFile()
+        self._scratch: tempfile.TemporaryDirectory | None = None  # the waveform as a wav file for ffmpeg
         self._closed = False
         self.cancelled = False
 
@@ -143,21 +148,48 @@ class VideoWriter:
         size = f"{width + width % 2}x{height + height % 2}"
         command = [ffmpeg_executable(), "-nostdin", "-hide_banner", "-v", "error", "-y"]
         command += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", size, "-r", f"{self.fps}", "-i", "pipe:0"]
+        audio = self._audio_file()
+        if audio is not None:
+            command += ["-i", str(audio.absolute()), "-map", "0:v:0", "-map", "1:a:0"]
+            command += ["-c:a", "aac", "-b:a", AUDIO_BITRATE]
+            command += ["-shortest"] if self.max_frames is not None else []  # the audio stops with the video
         command += ["-c:v", "libx264", "-preset", self.preset, "-crf", str(self.crf), "-pix_fmt", "yuv420p"]
         command += ["-movflags", "+faststart", str(self.partial_path.absolute())]  # "-x.mp4" is no option
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)
+        self._process = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=self._log,
+            start_new_session=True,  # a terminal's Ctrl-C goes to Python, which then finalises the file
+        )
+
+    def _audio_file(self) -> Path | None:
+        """The audio as a file ffmpeg can read: the original file, or the waveform written as a wav."""
+        if self.audio is None:
+            return None
+        if not isinstance(self.audio, np.ndarray):
+            return Path(self.audio)
+        if self._scratch is not None:
+            return Path(self._scratch.name) / "audio.wav"
+        self._scratch = tempfile.TemporaryDirectory()
+        path = Path(self._scratch.name) / "audio.wav"
+        sf.write(path, np.asarray(self.audio, dtype=np.float32), self.audio_sample_rate)
+        return path
 
     def close(self, cancelled: bool = False) -> Path | None:
-        """Finalise the mp4 and return its path; None when no frame was written.
+        """Finalise the mp4 and return its path: ``<name>.mp4``, or ``<name>-partial.mp4`` when ``cancelled``;
+        None when no frame was written.
 
         Cancelled or not, the frames written so far become a playable file whose audio is cut to them;
         ``cancelled`` is kept in ``self.cancelled`` so a caller can report a partial video.
         """
+        target = self.cancelled_path if self.cancelled else self.path
         if self._closed:
-            return self.path if self.path.exists() else None
+            return target if target.exists() else None
         self._closed = True
         self.cancelled = cancelled
+        target = self.cancelled_path if cancelled else self.path
         try:
             if self._process is None:
                 return None
@@ -167,30 +199,28 @@ class VideoWriter:
             if self.frames_written == 0:
                 self.partial_path.unlink(missing_ok=True)
                 return None
-            self._mux_audio()
-            return self.path
+            self._cut_to_frames(target)
+            return target
         finally:
             self._log.close()
+            if self._scratch is not None:
+                self._scratch.cleanup()
 
-    def _mux_audio(self) -> None:
+    def _cut_to_frames(self, target: Path) -> None:
+        """The finished video into ``target`` with the audio encoded again from its source, cut exactly to the
+        frames written (the in-progress file's ``-shortest`` audio can end a few AAC frames early)."""
         if self.audio is None:
-            self.partial_path.replace(self.path)  # already H.264 with +faststart
+            self.partial_path.replace(target)  # already H.264 with +faststart
             return
-        with tempfile.TemporaryDirectory() as scratch:
-            audio_path = self.audio
-            if isinstance(self.audio, np.ndarray):
-                audio_path = Path(scratch) / "audio.wav"
-                sf.write(audio_path, np.asarray(self.audio, dtype=np.float32), self.audio_sample_rate)
-            command = [ffmpeg_executable(), "-nostdin", "-hide_banner", "-v", "error", "-y"]
-            command += ["-i", str(self.partial_path.absolute()), "-i", str(Path(audio_path).absolute())]
-            command += ["-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-b:a", AUDIO_BITRATE]
-            command += ["-t", f"{self.duration:.6f}", "-movflags", "+faststart", str(self.path.absolute())]
-            result = subprocess.run(command, capture_output=True, check=False)
-        if result.returncode != 0:
-            # Keep the video without sound rather than lose the frames.
-            self.partial_path.replace(self.path)
+        command = [ffmpeg_executable(), "-nostdin", "-hide_banner", "-v", "error", "-y"]
+        command += ["-i", str(self.partial_path.absolute()), "-i", str(self._audio_file().absolute())]
+        command += ["-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-b:a", AUDIO_BITRATE]
+        command += ["-t", f"{self.duration:.6f}", "-movflags", "+faststart", str(target.absolute())]
+        result = subprocess.run(command, capture_output=True, check=False)
+        if result.returncode != 0:  # keep the uncut file rather than lose the frames
+            self.partial_path.replace(target)
             raise RuntimeError(
-                f"Adding the audio failed, the video was kept without sound at {self.path}: "
+                f"Cutting the audio to the video failed; the video was kept at {target}: "
                 f"{result.stderr.decode(errors='replace').strip()}"
             )
         self.partial_path.unlink()

@@ -83,8 +83,8 @@ def test_crash_mid_way_leaves_a_playable_partial_video_with_audio_cut_to_it(tmp_
         with VideoWriter(tmp_path / "out.mp4", fps=FPS, audio=speech(3.0)) as writer:
             writer.write(clip(0))
             raise RuntimeError("denoiser exploded")
-    assert writer.cancelled
-    info = probe_media(tmp_path / "out.mp4")
+    assert writer.cancelled and not (tmp_path / "out.mp4").exists()
+    info = probe_media(tmp_path / "out-partial.mp4")  # the name says it is partial
     assert info["playable"] and info["video_frames"] == CLIP
     assert abs(info["audio_duration"] - CLIP / FPS) < 0.03
 
@@ -93,8 +93,9 @@ def test_cancel_finalises_what_was_written(tmp_path):
     writer = VideoWriter(tmp_path / "out.mp4", fps=FPS, audio=speech(3.0))
     writer.write(clip(0))
     writer.write(clip(1)[:5])
-    assert writer.close(cancelled=True) == tmp_path / "out.mp4"
-    assert probe_media(tmp_path / "out.mp4")["video_frames"] == CLIP + 5
+    assert writer.close(cancelled=True) == tmp_path / "out-partial.mp4"
+    info = probe_media(tmp_path / "out-partial.mp4")
+    assert info["video_frames"] == CLIP + 5 and abs(info["audio_duration"] - (CLIP + 5) / FPS) < 0.03
     with pytest.raises(RuntimeError, match="closed"):
         writer.write(clip(2))
 
@@ -104,7 +105,7 @@ def test_nothing_written_gives_no_file(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-def test_killed_process_leaves_a_playable_video_without_sound(tmp_path):
+def test_killed_process_leaves_a_playable_video_with_its_sound(tmp_path):
     script = textwrap.dedent(f"""
         import os, signal, numpy as np
         from memo_model.vision.video_io import VideoWriter
@@ -119,7 +120,8 @@ def test_killed_process_leaves_a_playable_video_without_sound(tmp_path):
     while time.monotonic() < deadline and not (partial.exists() and probe_media(partial)["video_frames"] == CLIP):
         time.sleep(0.2)
     info = probe_media(partial)
-    assert info["playable"] and info["video_frames"] == CLIP and not info["has_audio"]
+    assert info["playable"] and info["video_frames"] == CLIP and info["has_audio"]  # muxed as it was written
+    assert abs(info["audio_duration"] - CLIP / 30) < 0.1  # stopped with the video (AAC frames: ~20 ms)
 
 
 def test_odd_frame_sizes_are_padded_to_even(tmp_path):
