@@ -66,7 +66,7 @@ def combine(predictions: torch.Tensor, coefficients: list[float]) -> torch.Tenso
 # frames (frame i gets pass i mod b's); its spatial attention tiles the b reference images over the (b f) rows
 # (row r sees pass r mod b's). With 2 passes and 16 past frames each pass's reference image keeps its own face
 # tokens, while the past frames alternate between the two, and the conditional pass attends to the unconditional
-# pass's reference image on every other frame. docs/CHECKPOINT.md §"Guidance batch".
+# pass's reference image on every other frame. docs/CHECKPOINT.md §1.6.1.
 GUIDANCE_LAYOUTS = ("per-sample", "official")
 
 
