@@ -4,7 +4,7 @@ Uploads an example portrait and speech, analyzes the audio, takes the "before" s
 full generation of a 10 s speech (two bundled examples joined), and takes the "after" screenshot. Wall times are
 measured from the click to the finished status line, i.e. what the user waits.
 
-    python bench/app_session.py                     # writes bench/results/app_session.json and docs/images/app_*.png
+    python -m bench.app_session                     # writes bench/results/app_session.json and docs/images/app_*.png
 
 Needs Debian's chromium (/usr/bin/chromium) and playwright (requirements-dev.txt).
 """
@@ -14,7 +14,6 @@ import json
 import os
 import platform
 import re
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,7 +22,6 @@ import numpy as np
 import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 EXAMPLES = ROOT / "assets" / "examples"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -1,14 +1,15 @@
-"""Per-component time of one 16-frame clip: what a clip of generation spends where.
+"""Per-step time of one 16-frame clip: what a clip of generation spends where.
 
-Times each part the clip loop runs, on synthetic inputs of the right shapes: the audio features of one clip, the
-reference net over [reference, past frames] (once per clip, for the faces the guidance passes need), the memory
-write, one denoiser call with 1, 2 and 3 guidance passes batched, the VAE decode of 16 frames and the encode of
-the past frames; for MEMO-Tiny also the emotion detector over 10 s of audio. Each number is the median of
-``--repeats`` runs after one warm-up run.
+Times the pipeline's own steps (``MemoPipeline.prepare_clip`` and the steps it is made of, ``predict_velocity``,
+``decode_clip``, ``next_past_frames``) on synthetic inputs of the right shapes: the audio features of one clip, the
+audio projection, the reference net on the past frames (once per clip, for the face conditions the guidance passes
+need; the portrait's features are the video's, computed once), the memory write, one denoiser call with 1, 2 and 3
+guidance passes batched, the VAE decode of 16 frames and the encode of the past frames; for MEMO-Tiny also the
+emotion detector over 10 s of audio. Each number is the median of ``--repeats`` runs after one warm-up run.
 
-    python bench/components.py --model memo-tiny                        # the bundled weights, 64 px
-    python bench/components.py --model official --resolution 256        # the official architecture, random weights
-    python bench/components.py --model official --resolution 512 --faces 1 --passes 1 --repeats 1 --no-warmup
+    python -m bench.components --model memo-tiny                        # the bundled weights, 64 px
+    python -m bench.components --model official --resolution 256       # the official architecture, random weights
+    python -m bench.components --model official --resolution 512 --faces 1 --passes 1 --repeats 1 --no-warmup
 
 ``--faces 1`` runs the reference net, the memory write and the denoiser for the portrait's face only (one guidance
 pass): at 512² the official memory of one face is about 7 GB, and two faces' next to 10.6 GB of weights do not fit
@@ -28,15 +29,23 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import torch
+
+from bench.results_file import record_run
+from memo_model.pipelines.request import OFFICIAL_GUIDANCE
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from bench.results_file import record_run  # noqa: E402
-
 CLIP = 16
+
+# (reference, audio, emotion) scales whose guidance plan has this many passes (guidance.py): 1 is the full pass
+# alone (the portrait's face only), 2 the official single scale (unconditional + full), 3 adds reference+audio.
+GUIDANCE_FOR_PASSES = {
+    1: (1.0, 1.0, 1.0),
+    2: (OFFICIAL_GUIDANCE,) * 3,
+    3: (OFFICIAL_GUIDANCE, OFFICIAL_GUIDANCE, 2.0),
+}
+GUIDANCE_FOR_FACES = {1: GUIDANCE_FOR_PASSES[1], 2: GUIDANCE_FOR_PASSES[2]}  # distinct face conditions
 
 
 def median_seconds(function, repeats: int, warmup: bool = True) -> float:
@@ -92,61 +101,44 @@ def official_parts(resolution: int, folder: Path):
     return pipeline, resolution
 
 
-@dataclass
+@dataclass(frozen=True)
 class SyntheticClip:
-    """The inputs of one clip's work, random but of the right shapes (shared with bench/optimisations.py)."""
+    """The inputs of one clip, random but of the right shapes (shared with bench/optimisations.py)."""
 
     waveform: np.ndarray  # one clip of audio
-    faces: torch.Tensor  # (2, m, c): unconditional face tokens, then the portrait's
-    stack: torch.Tensor  # (2, c, 1 + p, h, w): [portrait, past frames] latents for both faces
-    audio_clip: torch.Tensor  # the audio features of the clip
-    reference: object  # ReferenceFeatures of the stack
-    memory: object  # TemporalMemory written from it
-    audio_tokens: torch.Tensor
+    audio_clip: torch.Tensor  # its audio features (f, window, layers, channels)
+    face_embedding: torch.Tensor  # (1, d)
+    portrait: torch.Tensor  # (1, 3, H, W) in [-1, 1]
+    past: object  # PastFrames: p latents that are not the portrait, so the reference net runs on them
     sample: torch.Tensor  # (1, c, 16, h, w) noisy latents
 
 
-@torch.no_grad()
-def synthetic_clip(pipeline, resolution: int, past_frames: int = CLIP, faces: int = 2) -> SyntheticClip:
+def synthetic_clip(pipeline, resolution: int, past_frames: int = CLIP) -> SyntheticClip:
     from memo_model.audio.io import SAMPLE_RATE
+    from memo_model.pipelines.pipeline_memo import PastFrames
 
     rng = np.random.default_rng(0)
+    generator = torch.Generator().manual_seed(0)
     latent = resolution // pipeline.latent_factor
-    channels = pipeline.diffusion_net.config.in_channels
-    dtype, device = pipeline.dtype, pipeline.device
+    channels, dtype = pipeline.vae.config.latent_channels, pipeline.dtype
     waveform = (0.1 * rng.standard_normal(int(CLIP / 30 * SAMPLE_RATE))).astype(np.float32)
-    embedding = torch.randn(1, pipeline.image_proj.proj.in_features, dtype=dtype)
-    tokens = torch.cat([pipeline.image_proj(torch.zeros_like(embedding)), pipeline.image_proj(embedding)])
-    tokens = tokens[-faces:]  # one face: the portrait's only
-    stack = torch.randn(1, channels, 1 + past_frames, latent, latent, dtype=dtype).expand(faces, -1, -1, -1, -1)
-    audio_clip = next(iter(pipeline.audio_features.iter_clips(waveform, 30)))
-    reference = pipeline.reference_net(stack, tokens)
     return SyntheticClip(
         waveform=waveform,
-        faces=tokens,
-        stack=stack,
-        audio_clip=audio_clip,
-        reference=reference,
-        memory=pipeline.diffusion_net.write_memory(reference),
-        audio_tokens=pipeline.audio_proj(audio_clip[None].to(device, dtype)),
-        sample=torch.randn(1, channels, CLIP, latent, latent, dtype=dtype),
+        audio_clip=next(iter(pipeline.audio_features.iter_clips(waveform, 30))),
+        face_embedding=torch.randn(1, pipeline.image_proj.config.clip_embeddings_dim, generator=generator),
+        portrait=torch.rand(1, 3, resolution, resolution, generator=generator) * 2 - 1,
+        past=PastFrames(torch.randn(past_frames, channels, latent, latent, generator=generator).to(dtype), False),
+        sample=pipeline.prepare_latents(resolution, resolution, generator).to(dtype),
     )
 
 
-def denoise(pipeline, clip: SyntheticClip, index: torch.Tensor, model=None, use_reference=None) -> torch.Tensor:
-    """One denoiser call with ``len(index)`` guidance passes batched (index 0: unconditional face, 1: portrait)."""
-    passes = len(index)
-    use_reference = index.bool() if use_reference is None else use_reference
-    return (pipeline.diffusion_net if model is None else model)(
-        clip.sample.expand(passes, -1, -1, -1, -1),
-        torch.tensor(500.0),
-        clip.reference.select(index),
-        clip.faces[index],
-        clip.audio_tokens.expand(passes, -1, -1, -1),
-        torch.zeros(passes, dtype=torch.long),
-        memory=clip.memory.select(index),
-        use_reference=use_reference,
-    )
+@torch.no_grad()
+def clip_conditions(pipeline, clip: SyntheticClip, guidance: tuple[float, float, float]):
+    """What the pipeline's denoiser calls read for ``clip`` under ``guidance`` (``MemoPipeline.prepare_clip``)."""
+    passes = pipeline.prepare_guidance(clip.face_embedding, guidance)
+    reference, _ = pipeline.prepare_reference(clip.portrait, passes, len(clip.past.latents))
+    conditions, _ = pipeline.prepare_clip(passes, reference, clip.past, clip.audio_clip, emotion=0)
+    return conditions
 
 
 def time_clip(
@@ -155,8 +147,6 @@ def time_clip(
     from memo_model.audio.io import SAMPLE_RATE
 
     rng = np.random.default_rng(1)
-    latent = resolution // pipeline.latent_factor
-    dtype, device = pipeline.dtype, pipeline.device
     results: dict[str, float] = {}
 
     def timed(function) -> float:
@@ -167,37 +157,38 @@ def time_clip(
 
     with torch.no_grad():
         progress("inputs of one clip")
-        clip = synthetic_clip(pipeline, resolution, past_frames, faces)
+        clip = synthetic_clip(pipeline, resolution, past_frames)
         results["audio_features"] = timed(lambda: next(iter(pipeline.audio_features.iter_clips(clip.waveform, 30))))
-        results["audio_proj"] = timed(lambda: pipeline.audio_proj(clip.audio_clip[None].to(device, dtype)))
+        results["audio_proj"] = timed(lambda: pipeline.audio_tokens(clip.audio_clip))
         progress("reference net")
-        results[reference_key(faces)] = timed(lambda: pipeline.reference_net(clip.stack, clip.faces))
+        guidance = pipeline.prepare_guidance(clip.face_embedding, GUIDANCE_FOR_FACES[faces])
+        reference, _ = pipeline.prepare_reference(clip.portrait, guidance, past_frames)
+        results[reference_key(faces)] = timed(lambda: pipeline.reference_stacks(guidance, reference, clip.past))
         progress("memory write")
+        stacks = pipeline.reference_stacks(guidance, reference, clip.past)
+        written = []
 
         def write_memory() -> None:  # one memory at a time: at 512² each is gigabytes
-            clip.memory = None
-            clip.memory = pipeline.diffusion_net.write_memory(clip.reference)
+            written.clear()
+            written.append(pipeline.write_memory(guidance, stacks, None))
 
         results["memory_write"] = timed(write_memory)
-        if faces == 1:  # memory-bound mode: the reference net's weights are not needed any more
-            pipeline.reference_net.to("meta")
+        written.clear()
+        stacks = reference = None
+        t = torch.tensor(500.0)
         for count in passes:
-            if faces == 2:  # pass 0 unconditional, the rest with the portrait's face
-                index = torch.tensor([min(i, 1) for i in range(count)])
-                use_reference = index.bool()
-            else:  # the one face is the portrait's
-                index, use_reference = torch.zeros(count, dtype=torch.long), torch.ones(count, dtype=torch.bool)
-            progress("denoiser")
-            results[denoiser_key(count)] = timed(
-                lambda index=index, use=use_reference: denoise(pipeline, clip, index, use_reference=use)
-            )
-        clip = None  # frees the memory (gigabytes at 512²); the closures above are done with it
-        latents = torch.randn(CLIP, 4, latent, latent, dtype=dtype)
+            progress(f"denoiser, {count} pass(es)")
+            conditions = clip_conditions(pipeline, clip, GUIDANCE_FOR_PASSES[count])
+            if faces == 1:  # memory-bound mode: the reference net's weights are not needed any more
+                pipeline.reference_net.to("meta")
+            results[denoiser_key(count)] = timed(lambda c=conditions: pipeline.predict_velocity(c, clip.sample, t))
+            conditions = None  # frees the memory (gigabytes at 512²) before the next count's
+        latents = torch.randn(1, pipeline.vae.config.latent_channels, CLIP, *clip.sample.shape[-2:])
         progress("VAE decode")
-        results["vae_decode_16"] = timed(lambda: pipeline.decode(latents))
-        pixels = torch.rand(past_frames, 3, resolution, resolution, dtype=dtype) * 2 - 1
+        results["vae_decode_16"] = timed(lambda: pipeline.decode_clip(latents.to(pipeline.dtype)))
+        frames = torch.rand(CLIP, 3, resolution, resolution)
         progress("VAE encode")
-        results[f"vae_encode_{past_frames}"] = timed(lambda: pipeline.encode(pixels))
+        results[f"vae_encode_{past_frames}"] = timed(lambda: pipeline.next_past_frames(clip.past, frames))
         if pipeline.emotion_detector is not None:
             ten_seconds = (0.1 * rng.standard_normal(10 * SAMPLE_RATE)).astype(np.float32)
             from memo_model.audio.emotion import detect_emotions

@@ -1,7 +1,10 @@
 """Does the denoiser follow its conditions? A one-step probe of the audio (mouth) and the emotion label (expression).
 
 For each held-out clip: noise its true latents to σ, let the diffusion net predict the clean latents
-``ẑ_0 = z_t − σ v̂`` under changed conditions, decode, and read the frames with the synthetic-world analyzer:
+``ẑ_0 = z_t − σ v̂`` under changed conditions, decode, and read the frames with the synthetic-world analyzer. The
+conditions are the pipeline's own (``MemoPipeline.prepare_clip`` on the clip's portrait, face embedding, real past
+frames and audio; one call of ``predict_velocity``), changed one at a time; "no" audio or label is what an
+unconditional guidance pass sees (``pipelines/conditions.py``):
 
 - **audio** — the clip's own audio, another clip's audio, no audio (label: the clip's own). The mouth opening is
   correlated (each clip's mean removed) with the ground-truth mouth track: own high and the other two low means
@@ -13,8 +16,8 @@ For each held-out clip: noise its true latents to σ, let the diffusion net pred
 
 The VAE reconstruction of the real frames gives the ceiling of both measures.
 
-    python bench/conditioning_probe.py                                   # the bundled MEMO-Tiny
-    python bench/conditioning_probe.py --weights runs/memo-tiny/stage2/weights --sigmas 0.5 0.8
+    python -m bench.conditioning_probe                                   # the bundled MEMO-Tiny
+    python -m bench.conditioning_probe --weights runs/memo-tiny/stage2/weights --sigmas 0.5 0.8
 
 Needs a held-out dataset folder with cached audio features (docs/TRAINING.md, ``data/memo-tiny/heldout``).
 Results are appended (one entry per weights folder) to bench/results/conditioning_probe.json.
@@ -24,15 +27,16 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+import torch
+from einops import rearrange
+
+from bench.results_file import folder_name, record_run
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from bench.results_file import folder_name, record_run  # noqa: E402
 
 CLIP = 16
 
@@ -40,7 +44,7 @@ CLIP = 16
 def read(analyzer, pixels: torch.Tensor) -> dict[str, np.ndarray]:
     """pixels (f, 3, H, W) in [0, 1] -> the analyzer's readings per frame."""
     from memo_model.data.synthetic.analyzer import analyze_frames
-    from memo_model.evaluation.evaluate import to_analyzer_input
+    from memo_model.evaluation.scoring import to_analyzer_input
 
     frames = (pixels.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
     return analyze_frames(analyzer, to_analyzer_input(frames, analyzer.config.image_size))
@@ -48,7 +52,7 @@ def read(analyzer, pixels: torch.Tensor) -> dict[str, np.ndarray]:
 
 def wrong_label(emotion: int) -> int:
     """The next selectable emotion after ``emotion`` (the evaluation's wrong-override rule)."""
-    from memo_model.evaluation.evaluate import wrong_segments
+    from memo_model.evaluation.parts import wrong_segments
 
     return wrong_segments([{"emotion": emotion}])[0]["emotion"]
 
@@ -83,55 +87,45 @@ def share(readings: list[np.ndarray], labels: list[int]) -> float:
 
 @torch.no_grad()
 def probe(weights: str, root: Path, count: int, sigmas: list[float], seed: int) -> dict:
-    from diffusers import AutoencoderKL
-
-    from memo_model.audio.emotion import NO_EMOTION
     from memo_model.data.synthetic.analyzer import load_analyzer
-    from memo_model.training.train import encode
-    from memo_model.weights import load_components
+    from memo_model.loading import load_pipeline
+    from memo_model.pipelines import conditions
+    from memo_model.pipelines.pipeline_memo import PastFrames
 
-    nets = {name: net.float().eval() for name, net in load_components(weights).items()}
-    vae = AutoencoderKL.from_pretrained(Path(weights) / "vae").eval()
+    pipeline = load_pipeline(weights, device="cpu")
     analyzer = load_analyzer()
     clips = held_out_clips(root, count, seed)
     own_labels = [int(clip["emotion"]) for clip in clips]
     wrong_labels = [wrong_label(label) for label in own_labels]
     generator = torch.Generator().manual_seed(seed)
-
-    def decode(latents: torch.Tensor) -> torch.Tensor:  # (1, c, f, h, w) -> (f, 3, H, W) in [0, 1]
-        pixels = vae.decode(latents[0].transpose(0, 1) / vae.config.scaling_factor).sample
-        return (pixels.clamp(-1, 1) + 1) / 2
+    drop = torch.zeros(1, dtype=torch.bool)  # a condition dropped as the unconditional guidance pass drops it
 
     mouths: dict[str, list[np.ndarray]] = {"vae_reconstruction": []}
     expressions: dict[str, list[np.ndarray]] = {"vae_reconstruction": []}
     for number, clip in enumerate(clips):
-        latents = encode(vae, clip["pixels"], sample=False).transpose(0, 1)[None]  # (1, c, f, h, w)
-        stack = torch.cat([clip["reference_pixels"][None], clip["past_pixels"]])
-        stack_latents = encode(vae, stack, sample=False).transpose(0, 1)[None]
-        faces = nets["image_proj"](clip["face_embedding"][None])
-        reference = nets["reference_net"](stack_latents, faces)
-        memory = nets["diffusion_net"].write_memory(reference)
-        own = nets["audio_proj"](clip["audio_features"][None])
-        other = nets["audio_proj"](clips[(number + len(clips) // 2) % len(clips)]["audio_features"][None])
-        conditions = {  # name: (audio tokens, emotion label)
-            "own_audio": (own, own_labels[number]),
-            "other_audio": (other, own_labels[number]),
-            "no_audio": (torch.zeros_like(own), own_labels[number]),
-            "wrong_label": (own, wrong_labels[number]),
-            "no_label": (own, NO_EMOTION),
+        latents = rearrange(pipeline.encode(clip["pixels"]), "f c h w -> 1 c f h w")
+        # The pipeline's own clip preparation, with the portrait's face and the clip's real past frames
+        passes = pipeline.prepare_guidance(clip["face_embedding"][None], guidance=(1.0, 1.0, 1.0))  # the full pass
+        reference, _ = pipeline.prepare_reference(clip["reference_pixels"][None], passes)
+        past = PastFrames(pipeline.encode(clip["past_pixels"]), are_portrait=False)
+        own, _ = pipeline.prepare_clip(passes, reference, past, clip["audio_features"], own_labels[number])
+        other_audio = clips[(number + len(clips) // 2) % len(clips)]["audio_features"]
+        variants = {  # name: the denoiser's conditions
+            "own_audio": own,
+            "other_audio": replace(own, audio_tokens=pipeline.audio_tokens(other_audio)),
+            "no_audio": replace(own, audio_tokens=conditions.audio_tokens(own.audio_tokens, drop)),
+            "wrong_label": replace(own, emotion=torch.tensor([wrong_labels[number]])),
+            "no_label": replace(own, emotion=conditions.emotions(own.emotion, drop)),
         }
-        real = read(analyzer, decode(latents))
+        real = read(analyzer, pipeline.decode_clip(latents))
         mouths["vae_reconstruction"].append(real["mouth_open"])
         expressions["vae_reconstruction"].append(real["expression"])
         noise = torch.randn(latents.shape, generator=generator)
         for sigma in sigmas:
             noisy = sigma * noise + (1 - sigma) * latents
-            for name, (tokens, emotion) in conditions.items():
-                velocity = nets["diffusion_net"](
-                    noisy, torch.tensor([sigma * 1000]), reference, faces, tokens, torch.tensor([emotion]), memory,
-                    use_reference=torch.ones(1, dtype=torch.bool),
-                )  # fmt: skip
-                readings = read(analyzer, decode(noisy - sigma * velocity))
+            for name, clip_conditions in variants.items():
+                velocity = pipeline.predict_velocity(clip_conditions, noisy, torch.tensor([sigma * 1000]))
+                readings = read(analyzer, pipeline.decode_clip(noisy - sigma * velocity))
                 mouths.setdefault(f"sigma_{sigma:g}_{name}", []).append(readings["mouth_open"])
                 expressions.setdefault(f"sigma_{sigma:g}_{name}", []).append(readings["expression"])
     truth = [clip["mouth_open"] for clip in clips]

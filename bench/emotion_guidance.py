@@ -9,8 +9,8 @@ stay at the model's default), and reads every frame with the synthetic-world ana
 - **lip-sync**: correlation of the read mouth opening with the take's ground truth, at offset 0;
 - **identity**: mean similarity of the frames' identity embeddings to the portrait's.
 
-    python bench/emotion_guidance.py                                   # the bundled MEMO-Tiny, scales 1.5 3 5 8
-    python bench/emotion_guidance.py --scales 1.5 4 --samples 8 --weights runs/memo-tiny/stage2/weights
+    python -m bench.emotion_guidance                                   # the bundled MEMO-Tiny, scales 1.5 3 5 8
+    python -m bench.emotion_guidance --scales 1.5 4 --samples 8 --weights runs/memo-tiny/stage2/weights
 
 Results are appended (one entry per weights folder and take set) to bench/results/emotion_guidance.json; videos
 and the held-out data go to ``--output``.
@@ -19,17 +19,15 @@ and the held-out data go to ``--output``.
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
+from bench.results_file import folder_name, record_run
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from bench.results_file import folder_name, record_run  # noqa: E402
 
 
 def measure(pipeline, analyzer, rows: list[dict], generated: dict, scale: float) -> dict:
@@ -73,6 +71,7 @@ def main() -> None:
     from memo_model.data.synthetic.analyzer import load_analyzer
     from memo_model.evaluation.evaluate import EvaluationConfig, generate_all, held_out_samples, request_segments
     from memo_model.loading import load_pipeline
+    from memo_model.pipelines.emotions import EmotionOverrides
     from memo_model.pipelines.request import GenerationRequest
 
     output = Path(args.output)
@@ -93,7 +92,7 @@ def main() -> None:
                 reference_guidance=default,
                 audio_guidance=default,
                 emotion_guidance=scale,
-                emotion_segments=request_segments(truth),
+                emotions=EmotionOverrides(segments=request_segments(truth)),
             )
     config = EvaluationConfig(output=str(output), weights=args.weights, workers=args.workers)
     started = time.perf_counter()

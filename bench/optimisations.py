@@ -1,9 +1,11 @@
 """Each inference optimisation on vs off, on one clip of MEMO-Tiny (or another weights folder).
 
 Every row times the same work both ways, alternately (median of ``--repeats`` after a warm-up), and reports the
-largest absolute difference of the outputs, so a speed-up that changes results shows up:
+largest absolute difference of the outputs, so a speed-up that changes results shows up. Rows run the pipeline's
+own steps (``MemoPipeline.reference_stacks``, ``predict_velocity``, ``decode_clip``, a whole generation) on the
+conditions its ``prepare_clip`` made; a side that is no pipeline setting calls the same networks the other way
+(two calls instead of one, a face per pass, all frames at once):
 
-- ``memory_write``: the KV write as one batched matmul (ours) vs the three-operand einsum it replaced;
 - ``guidance_batching``: two guidance passes in one denoiser call vs two calls of one pass;
 - ``reference_per_clip``: the reference net once per clip vs once per denoising step (x ``--steps``);
 - ``reference_reuse``: reference features for the 2 distinct faces vs one per pass (3 passes);
@@ -17,7 +19,10 @@ largest absolute difference of the outputs, so a speed-up that changes results s
   Euler step (σ 0.001 -> 0) reusing the previous velocity vs calling the denoiser there too; the difference is in
   uint8 frame levels.
 
-    python bench/optimisations.py                     # writes bench/results/optimisations.json
+    python -m bench.optimisations                     # writes bench/results/optimisations.json
+
+The memory write's batched matmul against the three-operand einsum it replaced (5.6x per clip) was measured while
+the einsum was kept here as a frozen copy of the write; the copy is gone, the number stays in docs/PERFORMANCE.md.
 """
 
 import argparse
@@ -25,16 +30,14 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
+import torch
+
+from bench.components import GUIDANCE_FOR_PASSES, clip_conditions, synthetic_clip
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import torch  # noqa: E402
-
-CLIP = 16  # frames per clip, as bench/components.py
 
 
 def timed_pair(on, off, repeats: int) -> tuple[float, object, float, object]:
@@ -53,12 +56,8 @@ def timed_pair(on, off, repeats: int) -> tuple[float, object, float, object]:
 def max_difference(a, b) -> float:
     if isinstance(a, torch.Tensor):
         return float((a.float() - b.float()).abs().max())
-    if hasattr(a, "layers"):  # TemporalMemory / ReferenceFeatures
-        return max(max_difference(x, y) for x, y in zip(a.layers, b.layers, strict=True) if x is not None)
-    if isinstance(a, tuple | list):
-        return max(max_difference(x, y) for x, y in zip(a, b, strict=True))
-    if hasattr(a, "kv"):
-        return max(max_difference(a.kv, b.kv), max_difference(a.k, b.k))
+    if hasattr(a, "layers"):  # ReferenceFeatures
+        return max(max_difference(x, y) for x, y in zip(a.layers, b.layers, strict=True))
     raise TypeError(type(a))
 
 
@@ -73,22 +72,6 @@ def row(name: str, on, off, repeats: int, note: str = "", off_factor: float = 1.
         "max_abs_difference": max_difference(on_output, off_output),
         "note": note,
     }
-
-
-def einsum_write(self, past, memory, decay):
-    """The memory write as it was before the batched matmul (three-operand einsum), for comparison."""
-    num_past = past.shape[2]
-    key = self._heads(self.to_k(past)).softmax(dim=-2)
-    value = self._heads(self.to_v(past))
-    weight = decay ** torch.arange(num_past - 1, -1, -1, device=past.device, dtype=past.dtype)
-    new_kv = torch.einsum("bnhpd,bnhpe,p->bnhde", key, value, weight * weight)
-    new_k = torch.einsum("bnhpd,p->bnhd", key, weight)
-    from memo_model.models.memory_temporal import MemoryState
-
-    if memory is None:
-        return MemoryState(new_kv, new_k, decay)
-    carry = decay**num_past
-    return MemoryState(memory.kv * carry + new_kv, memory.k * carry + new_k, decay)
 
 
 def final_velocity_row(weights, repeats: int) -> dict:
@@ -142,66 +125,51 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
-    from components import denoise as denoise_call  # bench/ is on sys.path when run as a script
-    from components import synthetic_clip
     from diffusers.models.attention_processor import Attention, AttnProcessor, AttnProcessor2_0
 
     from memo_model.loading import load_pipeline
-    from memo_model.models.memory_temporal import MemoryLinearAttention
+    from memo_model.pipelines.speed import SpeedOptions
 
     pipeline = load_pipeline(args.weights, device="cpu")
     net, resolution = pipeline.diffusion_net, pipeline.model_info.resolution
-    latent = resolution // pipeline.latent_factor
-    with torch.no_grad():
-        clip = synthetic_clip(pipeline, resolution)
-    faces, stack, reference = clip.faces, clip.stack, clip.reference
-    index = torch.tensor([0, 1])
     rows = []
     with torch.no_grad():
+        clip = synthetic_clip(pipeline, resolution)
+        two_passes = clip_conditions(pipeline, clip, GUIDANCE_FOR_PASSES[2])  # unconditional, full
+        unconditional = clip_conditions(pipeline, clip, (0.0, 0.0, 0.0))  # the unconditional pass alone
+        full = clip_conditions(pipeline, clip, GUIDANCE_FOR_PASSES[1])  # the full pass alone
+        t = torch.tensor(500.0)
 
-        def denoise(select=index, model=None):
-            return denoise_call(pipeline, clip, select, model)
+        def denoise(conditions=two_passes, on=pipeline):
+            return on.predict_velocity(conditions, clip.sample, t)
 
-        new_write = MemoryLinearAttention.write
-
-        def write_with(implementation):
-            def run():
-                MemoryLinearAttention.write = implementation
-                try:
-                    return net.write_memory(reference)
-                finally:
-                    MemoryLinearAttention.write = new_write
-
-            return run
-
-        rows.append(row("memory_write", write_with(new_write), write_with(einsum_write), args.repeats, "per clip"))
         rows.append(
             row(
                 "guidance_batching",
                 denoise,
-                lambda: torch.cat([denoise(index[:1]), denoise(index[1:])]),
+                lambda: torch.cat([denoise(unconditional), denoise(full)]),
                 args.repeats,
                 "one denoiser call with 2 passes vs 2 calls; per step",
             )
         )
+        passes = pipeline.prepare_guidance(clip.face_embedding, GUIDANCE_FOR_PASSES[3])  # 3 passes, 2 faces
+        reference, _ = pipeline.prepare_reference(clip.portrait, passes, len(clip.past.latents))
         rows.append(
             row(
                 "reference_per_clip",
-                lambda: pipeline.reference_net(stack, faces),
-                lambda: pipeline.reference_net(stack, faces),
+                lambda: pipeline.reference_stacks(passes, reference, clip.past),
+                lambda: pipeline.reference_stacks(passes, reference, clip.past),
                 args.repeats,
                 f"reference net once per clip vs once per step: off = {args.steps} x the on time",
                 off_factor=args.steps,
             )
         )
-        three_faces = torch.cat([faces[:1], faces[1:], faces[1:]])
+        per_pass = passes.faces[passes.condition_index]  # (3, m, c): a face per pass, the portrait's twice
         rows.append(
             row(
                 "reference_reuse",
-                lambda: pipeline.reference_net(stack, faces),
-                lambda: pipeline.reference_net(stack[:1].expand(3, -1, -1, -1, -1), three_faces).select(
-                    torch.tensor([0, 1])
-                ),
+                lambda: pipeline.reference_features(clip.past.latents, passes.faces),
+                lambda: pipeline.reference_features(clip.past.latents, per_pass).select(torch.tensor([0, 1])),
                 args.repeats,
                 "3 guidance passes need 2 distinct faces: reference net on 2 vs 3; per clip",
             )
@@ -244,40 +212,40 @@ def main() -> None:
 
         if not args.skip_compile:
             started = time.perf_counter()
-            compiled = torch.compile(net)
-            denoise(model=compiled)
+            compiled = load_pipeline(args.weights, device="cpu", options=SpeedOptions(compile=True))
+            denoise(on=compiled)
             compile_seconds = time.perf_counter() - started
             rows.append(
                 row(
                     "torch_compile",
-                    lambda: denoise(model=compiled),
+                    lambda: denoise(on=compiled),
                     denoise,
                     args.repeats,
                     f"per step after compiling; the first call (compile) took {compile_seconds:.0f} s",
                 )
             )
 
-        latents = torch.randn(CLIP, 4, latent, latent)
+        latents = torch.randn(clip.sample.shape, dtype=pipeline.dtype)
         scale = pipeline.vae.config.scaling_factor
+        all_at_once = latents[0].transpose(0, 1) / scale  # (f, c, h, w)
         rows.append(
             row(
                 "vae_decode_batch",
-                lambda: pipeline.decode(latents),
-                lambda: (pipeline.vae.decode(latents / scale).sample / 2 + 0.5).clamp(0, 1),
+                lambda: pipeline.decode_clip(latents),
+                lambda: (pipeline.vae.decode(all_at_once).sample / 2 + 0.5).clamp(0, 1),
                 args.repeats,
                 "16 frames in batches of 8 vs one batch of 16; bounds activation memory at 512 px",
             )
         )
 
-        portrait, past = stack[:, :, :1], stack[:, :, 1:]
-        portrait_features = pipeline.reference_net(portrait, faces)
+        stack = torch.cat([reference.latent, clip.past.latents])  # (1 + p, c, h, w): [portrait, past frames]
         rows.append(
             row(
                 "portrait_features_once",
-                lambda: portrait_features.followed_by(pipeline.reference_net(past, faces)),
-                lambda: pipeline.reference_net(stack, faces),
+                lambda: pipeline.reference_stacks(passes, reference, clip.past),
+                lambda: pipeline.reference_features(stack, passes.faces),
                 args.repeats,
-                f"reference net on {past.shape[2]} vs {stack.shape[2]} frames; per clip (clip 0: none vs 17)",
+                f"reference net on {len(clip.past.latents)} vs {len(stack)} frames; per clip (clip 0: none vs 17)",
             )
         )
 

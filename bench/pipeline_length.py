@@ -4,9 +4,9 @@ Each length runs in a fresh process so that peak RSS belongs to that run alone. 
 the audio length; peak memory should stay flat (frames are streamed, the memory is constant-size). Few steps keep
 the 300 s run short: the denoiser's cost per step does not depend on the length, so the scaling is the same.
 
-    python bench/pipeline_length.py --seconds 5 60 300 --steps 2          # bench/results/pipeline_length.json
-    python bench/pipeline_length.py --weights random-tiny --seconds 10 60  # the untrained test model
-    OMP_NUM_THREADS=1 python bench/pipeline_length.py ...                  # torch on one thread
+    python -m bench.pipeline_length --seconds 5 60 300 --steps 2          # bench/results/pipeline_length.json
+    python -m bench.pipeline_length --weights random-tiny --seconds 10 60  # the untrained test model
+    OMP_NUM_THREADS=1 python -m bench.pipeline_length ...                  # torch on one thread
 """
 
 import argparse
@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def run_one(weights: str, seconds: float, steps: int, workdir: str) -> dict:
@@ -86,8 +85,17 @@ def main() -> None:
         else:
             weights, model = args.weights, args.weights
         for seconds in args.seconds:
-            child = [sys.executable, __file__, "--child", str(weights), str(seconds), str(args.steps), tmp]
-            output = subprocess.run(child, check=True, capture_output=True, text=True).stdout
+            child = [
+                sys.executable,
+                "-m",
+                "bench.pipeline_length",
+                "--child",
+                str(weights),
+                str(seconds),
+                str(args.steps),
+                tmp,
+            ]
+            output = subprocess.run(child, check=True, capture_output=True, text=True, cwd=ROOT).stdout
             rows.append(json.loads(output.strip().splitlines()[-1]))
             print(rows[-1], flush=True)
     report = {

@@ -6,9 +6,9 @@ the request's defaults for the active model (its steps and guidance); a preview 
 asks for (the first ``preview_seconds``, in whole clips, at the model's preview steps). Before and after each mode
 it measures the machine's matmul speed (GFLOP/s): on a shared machine that shows how much other work slowed a run.
 
-    python bench/realtime.py                      # bundled MEMO-Tiny -> bench/results/realtime.json
-    python bench/realtime.py --steps 10 20        # full quality at other step counts too
-    python bench/realtime.py --long               # also full quality on the four bundled speeches joined (20 s)
+    python -m bench.realtime                      # bundled MEMO-Tiny -> bench/results/realtime.json
+    python -m bench.realtime --steps 10 20        # full quality at other step counts too
+    python -m bench.realtime --long               # also full quality on the four bundled speeches joined (20 s)
 """
 
 import argparse
@@ -16,15 +16,13 @@ import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import torch
 
-import torch  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 EXAMPLES = ROOT / "assets" / "examples"
 

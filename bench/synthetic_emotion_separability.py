@@ -7,7 +7,7 @@ training speakers and reports held-out accuracy.
 
 Run::
 
-    PYTHONPATH=. python bench/synthetic_emotion_separability.py --per-emotion 120 \
+    python -m bench.synthetic_emotion_separability --per-emotion 120 \
         --output /tmp/synth_work/emotion_separability.json
 """
 

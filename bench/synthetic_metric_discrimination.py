@@ -12,7 +12,7 @@ On freshly rendered samples of held-out identities, with the shipped analyzer:
 
 Run::
 
-    PYTHONPATH=. python bench/synthetic_metric_discrimination.py --output /tmp/synth_work/metric_discrimination.json
+    python -m bench.synthetic_metric_discrimination --output /tmp/synth_work/metric_discrimination.json
 """
 
 import argparse

@@ -5,7 +5,7 @@ and, separately, encoding the result to the dataset format (H.264 + AAC via the 
 
 Run::
 
-    PYTHONPATH=. python bench/synthetic_render_speed.py --output /tmp/synth_work/render_speed.json
+    python -m bench.synthetic_render_speed --output /tmp/synth_work/render_speed.json
 """
 
 import os

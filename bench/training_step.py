@@ -5,8 +5,8 @@ steps, once encoding the frames at every step and once from the latent cache, an
 ``log.csv``: seconds per step over the first steps (videos still being decoded into memory on the plain path) and
 over the last ones (steady state), plus the one-off time to build the cache.
 
-    python bench/training_step.py                                    # MEMO-Tiny's expression fine-tune config
-    python bench/training_step.py --config configs/memo_tiny_stage2.yaml --steps 250 --steady-from 170
+    python -m bench.training_step                                    # MEMO-Tiny's expression fine-tune config
+    python -m bench.training_step --config configs/memo_tiny_stage2.yaml --steps 250 --steady-from 170
 
 Results go to bench/results/training_step.json (one entry per config and step counts); the runs' outputs to
 ``--output`` (not committed).
@@ -15,15 +15,13 @@ Results go to bench/results/training_step.json (one entry per config and step co
 import argparse
 import csv
 import os
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench.results_file import folder_name, record_run
 
-from bench.results_file import folder_name, record_run  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def elapsed_by_step(log: Path) -> dict[int, float]:

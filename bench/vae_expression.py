@@ -5,8 +5,8 @@ synthetic-world analyzer at the model's 64 px, exactly as the evaluation reads g
 expression is compared with the take's per-frame ground truth. The real frames, read the same way, are the
 analyzer's own ceiling.
 
-    python bench/vae_expression.py                                   # the bundled MEMO-Tiny VAE
-    python bench/vae_expression.py --vae /tmp/tiny_parts/decoder_run/vae
+    python -m bench.vae_expression                                   # the bundled MEMO-Tiny VAE
+    python -m bench.vae_expression --vae /tmp/tiny_parts/decoder_run/vae
 
 Needs the held-out dataset folder (docs/TRAINING.md, ``data/memo-tiny/heldout``). Results are appended (one
 entry per VAE folder) to bench/results/vae_expression.json.
@@ -18,13 +18,12 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
+import torch
+
+from bench.results_file import folder_name, record_run
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from bench.results_file import folder_name, record_run  # noqa: E402
 
 STRIDE = 4  # every 4th frame: neighbours are near copies
 RESOLUTION = 64  # MEMO-Tiny's frames; takes rendered larger are brought down first, as the evaluation does

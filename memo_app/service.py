@@ -12,7 +12,6 @@ stops before its next denoising step and keeps the clips already written as a pl
 
 import hashlib
 import json
-import math
 import queue
 import random
 import threading
@@ -28,17 +27,10 @@ from PIL import Image, ImageDraw
 
 from memo_app.settings import AppSettings
 from memo_app.timeline import draw_timeline
-from memo_model.audio.emotion import (
-    EMOTION_LABELS,
-    SELECTABLE_EMOTIONS,
-    EmotionOverrides,
-    EmotionTrack,
-    apply_overrides,
-    clip_labels,
-    detect_emotions,
-)
+from memo_model.audio.emotion import SELECTABLE_EMOTIONS, EmotionTrack
 from memo_model.audio.io import SAMPLE_RATE, load_audio
 from memo_model.errors import InputError, SetupError, shown
+from memo_model.pipelines.emotions import EmotionOverrides, SegmentOverride, detect_track, plan_clip_emotions
 from memo_model.pipelines.estimate import clips_for, estimate_time
 from memo_model.pipelines.request import (
     CLIP_FRAMES,
@@ -79,8 +71,7 @@ class AudioAnalysis:
 
     waveform: np.ndarray  # (n,) mono float32 at 16 kHz
     fps: int
-    track: EmotionTrack | None
-    detected_clips: np.ndarray | None  # (C,) label index per clip of 16 frames
+    track: EmotionTrack | None  # (T, K) over the frames padded to whole clips of 16
     notes: tuple[str, ...] = ()  # what a person should know about the file (it is truncated)
 
     @property
@@ -139,22 +130,13 @@ def _enlarged(image: Image.Image, side: int = DISPLAY_SIDE) -> Image.Image:
     return image.resize((side, side * image.height // image.width), Image.Resampling.NEAREST)
 
 
-def _label(value, where: str) -> str:
-    text = str(value or "").strip().lower()
-    if text not in EMOTION_LABELS:
-        raise InputError(f"Unknown emotion {shown(value)} {where}; choose one of: {', '.join(SELECTABLE_EMOTIONS)}.")
-    return text
-
-
-def _number(value, name: str, row: int) -> float:
+def _seconds(cell):
+    """A table cell as seconds when it reads as a number (Gradio may hand over text); otherwise as it is, for the
+    overrides to refuse in their own words."""
     try:
-        number = float(value)
+        return float(cell)
     except (TypeError, ValueError):
-        message = f"Row {row} of the segment table: {name} must be a number of seconds; got {shown(value)}."
-        raise InputError(message) from None
-    if not math.isfinite(number):
-        raise InputError(f"Row {row} of the segment table: {name} must be a finite number; got {shown(value)}.")
-    return number
+        return cell
 
 
 def table_rows(table) -> list[list]:
@@ -168,22 +150,29 @@ def table_rows(table) -> list[list]:
     return [list(row) for row in table]
 
 
-def segment_overrides(table) -> tuple[tuple[float, float, str], ...]:
-    """(start, end, label) for every table row whose override is set; raises InputError for bad rows."""
-    found = []
-    for number, row in enumerate(table_rows(table), start=1):
-        if len(row) < len(TABLE_HEADERS):
-            raise InputError(f"Row {number} of the segment table needs {len(TABLE_HEADERS)} columns.")
-        override = str(row[4] or "").strip().lower()
-        if override in ("", USE_DETECTED):
-            continue
-        start, end = _number(row[0], "start", number), _number(row[1], "end", number)
-        if not 0 <= start < end:
-            raise InputError(
-                f"Row {number} of the segment table: start must be >= 0 and before end; got {start:g}-{end:g}."
-            )
-        found.append((start, end, _label(override, f"in row {number} of the segment table")))
-    return tuple(found)
+def _is_unset(choice) -> bool:
+    """An empty choice keeps the detected emotion."""
+    return choice is None or str(choice).strip().lower() in ("", USE_DETECTED)
+
+
+def table_segment(number: int, row: list) -> SegmentOverride | None:
+    """Row ``number`` (1-based) of the segment table as an override, None when it keeps the detected emotion; the
+    overrides' own InputError, naming the row, when it cannot be used."""
+    if len(row) < len(TABLE_HEADERS):
+        raise InputError(f"Row {number} of the segment table needs {len(TABLE_HEADERS)} columns.")
+    if _is_unset(row[4]):
+        return None
+    try:
+        return SegmentOverride(_seconds(row[0]), _seconds(row[1]), row[4])
+    except InputError as error:
+        raise InputError(f"Row {number} of the segment table: {error}") from None
+
+
+def emotion_overrides(global_choice, table) -> EmotionOverrides:
+    """The emotions chosen in the Emotions panel: the global choice and every table row whose override is set."""
+    rows = enumerate(table_rows(table), start=1)
+    segments = tuple(segment for number, row in rows if (segment := table_segment(number, row)) is not None)
+    return EmotionOverrides(None if _is_unset(global_choice) else global_choice, segments)
 
 
 def read_settings_file(path: str | Path) -> dict:
@@ -204,12 +193,6 @@ def read_settings_file(path: str | Path) -> dict:
     if not isinstance(data, dict):
         raise InputError("The settings file must hold a JSON object (a run's settings).")
     return data
-
-
-def global_override(choice) -> str | None:
-    if choice in (None, "", USE_DETECTED):
-        return None
-    return _label(choice, "as the emotion for the whole video")
 
 
 class StudioService:
@@ -378,12 +361,7 @@ class StudioService:
         notes: list[str] = []
         waveform = load_audio(audio, max_seconds=self.settings.max_audio_seconds, notes=notes)
         detector = None if self.pipeline is None else self.pipeline.emotion_detector
-        track = detected = None
-        if detector is not None:
-            num_frames = clips_for(len(waveform) / SAMPLE_RATE, fps) * CLIP_FRAMES
-            track = detect_emotions(waveform, detector, fps=fps, num_frames=num_frames)
-            detected = clip_labels(track.frame_labels, CLIP_FRAMES)
-        analysis = AudioAnalysis(waveform, fps, track, detected, tuple(notes))
+        analysis = AudioAnalysis(waveform, fps, detect_track(waveform, detector, fps, CLIP_FRAMES), tuple(notes))
         self._analyses[key] = analysis
         while len(self._analyses) > ANALYSIS_CACHE:
             self._analyses.popitem(last=False)
@@ -406,41 +384,10 @@ class StudioService:
 
     # --- emotions ---------------------------------------------------------------------------------------------
 
-    def _clip_runs(self, analysis: AudioAnalysis, used: np.ndarray) -> list[dict]:
-        """Runs of clips with the same (detected, used) labels, as timeline segments."""
-        clip_seconds = CLIP_FRAMES / analysis.fps
-        runs: list[dict] = []
-        for clip, used_label in enumerate(used):
-            detected = None if analysis.detected_clips is None else int(analysis.detected_clips[clip])
-            start, end = clip * clip_seconds, min((clip + 1) * clip_seconds, analysis.duration)
-            if runs and runs[-1]["_key"] == (detected, int(used_label)):
-                runs[-1]["end"] = end
-                runs[-1]["_clips"].append(clip)
-                continue
-            runs.append({"_key": (detected, int(used_label)), "_clips": [clip], "start": start, "end": end})
-        segments = []
-        for run in runs:
-            detected, used_label = run["_key"]
-            confidence = None
-            if analysis.track is not None:
-                first, stop = run["_clips"][0] * CLIP_FRAMES, (run["_clips"][-1] + 1) * CLIP_FRAMES
-                confidence = float(analysis.track.frame_probabilities[first:stop, detected].mean())
-            segments.append(
-                {
-                    "start": round(run["start"], 3),
-                    "end": round(run["end"], 3),
-                    "label": EMOTION_LABELS[used_label],
-                    "detected": None if detected is None else EMOTION_LABELS[detected],
-                    "confidence": confidence,
-                }
-            )
-        return segments
-
     def _timeline(self, analysis: AudioAnalysis, overrides: EmotionOverrides) -> tuple[str, list[dict]]:
-        fallback = np.full(analysis.num_clips, EMOTION_LABELS.index("neutral"))
-        detected = analysis.detected_clips if analysis.detected_clips is not None else fallback
-        used = apply_overrides(detected, overrides, analysis.fps, CLIP_FRAMES, duration=analysis.duration)
-        segments = self._clip_runs(analysis, used)
+        """The timeline plot and its segments: the pipeline's own plan of which emotion each clip gets."""
+        plan = plan_clip_emotions(analysis.track, overrides, analysis.fps, CLIP_FRAMES, len(analysis.waveform))
+        segments = list(plan.timeline)
         path = self.settings.output_dir / "timelines" / f"timeline_{time.time_ns()}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         probabilities = None if analysis.track is None else analysis.track.frame_probabilities
@@ -451,7 +398,7 @@ class StudioService:
         """Detect emotions: the timeline plot, the segment table (one row per detected segment) and a summary."""
         try:
             analysis = self._analysis(audio, fps)
-            overrides = EmotionOverrides(global_override(global_choice))
+            overrides = emotion_overrides(global_choice, None)
             plot, segments = self._timeline(analysis, EmotionOverrides())
             if not overrides.is_empty:
                 plot, _ = self._timeline(analysis, overrides)
@@ -482,7 +429,7 @@ class StudioService:
         """Re-draw the timeline with the table's overrides and the global override (after every edit)."""
         try:
             analysis = self._analysis(audio, fps)
-            overrides = EmotionOverrides(global_override(global_choice), segment_overrides(table))
+            overrides = emotion_overrides(global_choice, table)
             plot, segments = self._timeline(analysis, overrides)
         except InputError as error:
             raise _error(error) from None
@@ -498,13 +445,12 @@ class StudioService:
             raise _error(InputError(f"Choose a segment number; got {shown(row)}.")) from None
         if not 0 <= index < len(rows):
             raise _error(InputError(f"There is no segment {row}; the table has {len(rows)} row(s). Analyze first."))
-        if emotion in (None, "", USE_DETECTED):
-            rows[index][4] = ""
-        else:
-            try:
-                rows[index][4] = _label(emotion, "for the segment")
-            except InputError as error:
-                raise _error(error) from None
+        rows[index][4] = "" if _is_unset(emotion) else emotion
+        try:
+            segment = table_segment(index + 1, rows[index])
+        except InputError as error:
+            raise _error(error) from None
+        rows[index][4] = "" if segment is None else segment.label
         return rows
 
     # --- runs -------------------------------------------------------------------------------------------------
@@ -562,8 +508,7 @@ class StudioService:
             reference_guidance=float(reference_guidance),
             audio_guidance=float(audio_guidance),
             emotion_guidance=float(emotion_strength),
-            emotion=global_override(global_choice),
-            emotion_segments=segment_overrides(table),
+            emotions=emotion_overrides(global_choice, table),
             fps=int(fps) if float(fps).is_integer() else fps,
             resolution=None if resolution in (None, "") else int(resolution),
             past_frames=int(past_frames) if float(past_frames).is_integer() else past_frames,
@@ -793,14 +738,14 @@ class StudioService:
             except OSError:  # a name too long for the file system
                 return None
 
-        rows = [[start, end, "", None, label] for start, end, label in request.emotion_segments]
+        rows = [[s.start, s.end, "", None, s.label] for s in request.emotions.segments]
         decay = request.memory_decay
         reference_scale, audio_scale, emotion_scale = request.guidance_scales(self.default_guidance())
         return (
             example(request.image),
             example(request.audio),
             rows,
-            request.emotion or USE_DETECTED,
+            request.emotions.global_label or USE_DETECTED,
             emotion_scale,
             reference_scale,
             audio_scale,

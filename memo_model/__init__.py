@@ -1,18 +1,20 @@
 """MEMO: memory-guided, emotion-aware diffusion for audio-driven talking video.
 
-Public API: ``load_pipeline``, ``MemoPipeline``, ``GenerationRequest``, ``EMOTION_LABELS``. The heavy parts
-(torch, diffusers) are imported on first use, so ``import memo_model`` stays cheap.
+Public API: ``load_pipeline``, ``MemoPipeline``, ``GenerationRequest`` (its emotions an ``EmotionOverrides``),
+``EMOTION_LABELS``. The heavy parts (torch, diffusers) are imported on first use, so ``import memo_model`` stays
+cheap.
 """
 
 from memo_model.audio.emotion import EMOTION_LABELS
 
-__all__ = ["EMOTION_LABELS", "GenerationRequest", "MemoPipeline", "load_pipeline"]
+__all__ = ["EMOTION_LABELS", "EmotionOverrides", "GenerationRequest", "MemoPipeline", "load_pipeline"]
 __version__ = "0.1.0"
 
 _LAZY = {
     "load_pipeline": "memo_model.loading",
     "MemoPipeline": "memo_model.pipelines.pipeline_memo",
     "GenerationRequest": "memo_model.pipelines.request",
+    "EmotionOverrides": "memo_model.pipelines.emotions",
 }
 
 

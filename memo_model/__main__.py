@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from memo_model.errors import shown
+from memo_model.pipelines.emotions import EmotionOverrides
 from memo_model.pipelines.guidance import GUIDANCE_LAYOUTS
 from memo_model.pipelines.request import LIMITS, GenerationRequest
 from memo_model.pipelines.speed import PRECISIONS
@@ -65,14 +66,22 @@ def _load(args: argparse.Namespace):
     )
 
 
-def _segments_from_file(path: str) -> tuple[tuple[float, float, str], ...]:
-    from memo_model.audio.emotion import load_overrides
-    from memo_model.errors import InputError
+def _add_emotion_options(parser: argparse.ArgumentParser) -> None:
+    emotion = parser.add_mutually_exclusive_group()
+    emotion.add_argument("--emotion", help="one emotion for the whole video (default: detected from the audio)")
+    emotion.add_argument(
+        "--emotion-segments",
+        metavar="FILE.json",
+        help='emotions for parts of the video: {"segments": [{"start": 0.0, "end": 2.5, "label": "sad"}]} '
+        '(and optionally "global": one for the rest)',
+    )
 
-    overrides = load_overrides(path)
-    if overrides.global_label is not None and not overrides.segments:
-        raise InputError(f"{path} sets one emotion for the whole video; use --emotion {overrides.global_label}.")
-    return tuple((s.start, s.end, s.label) for s in overrides.segments)
+
+def _emotions(args: argparse.Namespace) -> EmotionOverrides:
+    """The emotions chosen on the command line (none: the detected ones)."""
+    if args.emotion_segments:
+        return EmotionOverrides.load(args.emotion_segments)
+    return EmotionOverrides(args.emotion)
 
 
 def _check_media(request: GenerationRequest) -> None:
@@ -97,8 +106,7 @@ def generate(args: argparse.Namespace) -> int:
         reference_guidance=args.ref_cfg,
         audio_guidance=args.audio_cfg,
         emotion_guidance=args.emotion_cfg,
-        emotion=args.emotion,
-        emotion_segments=_segments_from_file(args.emotion_segments) if args.emotion_segments else (),
+        emotions=_emotions(args),
         fps=args.fps,
         past_frames=args.past_frames,
         memory_decay=args.memory_decay,
@@ -138,23 +146,26 @@ def generate_batch(args: argparse.Namespace) -> int:
 
 
 def detect_emotion(args: argparse.Namespace) -> int:
-    from memo_model.audio.emotion import detect_emotions, segments
     from memo_model.audio.io import load_audio
+    from memo_model.pipelines.emotions import detect_track, plan_clip_emotions
+    from memo_model.pipelines.request import CLIP_FRAMES
 
+    emotions = _emotions(args)
     pipeline = _load(args)
     if pipeline.emotion_detector is None:
         print("The active model has no emotion detector.", file=sys.stderr)
         return 1
     notes: list[str] = []
-    track = detect_emotions(load_audio(args.audio, notes=notes), pipeline.emotion_detector, fps=args.fps)
+    waveform = load_audio(args.audio, notes=notes)
     for note in notes:
         print(f"warning: {note}", file=sys.stderr)
-    found = segments(track)
+    track = detect_track(waveform, pipeline.emotion_detector, args.fps, CLIP_FRAMES)
+    found = plan_clip_emotions(track, emotions, args.fps, CLIP_FRAMES, len(waveform)).segments
     print(f"{'start':>8} {'end':>8}  {'emotion':10} confidence")
     for segment in found:
-        print(f"{segment.start:8.2f} {segment.end:8.2f}  {segment.label:10} {segment.confidence:.2f}")
+        print(f"{segment['start']:8.2f} {segment['end']:8.2f}  {segment['label']:10} {segment['confidence']:.2f}")
     if args.json:
-        Path(args.json).write_text(json.dumps([segment.to_dict() for segment in found], indent=2))
+        Path(args.json).write_text(json.dumps(list(found), indent=2))
         print(f"wrote {args.json}")
     return 0
 
@@ -216,9 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, name in (("--ref-cfg", "reference_guidance"), ("--audio-cfg", "audio_guidance"),
                        ("--emotion-cfg", "emotion_guidance")):  # fmt: skip
         gen.add_argument(flag, type=_limited(name), help=f"{LIMITS[name].help} (default: the model's; official 3.5)")
-    emotion = gen.add_mutually_exclusive_group()
-    emotion.add_argument("--emotion", help="one emotion for the whole video (default: detected from the audio)")
-    emotion.add_argument("--emotion-segments", metavar="FILE.json", help='{"segments": [{"start", "end", "label"}]}')
+    _add_emotion_options(gen)
     gen.add_argument("--fps", type=_limited("fps"), default=LIMITS["fps"].default)
     gen.add_argument("--past-frames", type=_limited("past_frames"), default=LIMITS["past_frames"].default)
     gen.add_argument("--memory-decay", type=_limited("memory_decay"), help=LIMITS["memory_decay"].help)
@@ -251,10 +260,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_weights_options(batch)
     batch.set_defaults(func=generate_batch)
 
-    detect = commands.add_parser("detect-emotion", help="print the emotion segments of an audio file")
+    detect = commands.add_parser(
+        "detect-emotion", help="print the emotion segments of an audio file (detected, then any overrides)"
+    )
     detect.add_argument("--audio", required=True)
     detect.add_argument("--json", help="also write the segments to this JSON file")
     detect.add_argument("--fps", type=int, default=LIMITS["fps"].default)
+    _add_emotion_options(detect)
     _add_weights_options(detect)
     detect.set_defaults(func=detect_emotion)
 
@@ -281,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     from memo_model.data.preprocess.cli import add_preprocess_parser
     from memo_model.data.synthetic.cli import add_synth_parser
     from memo_model.evaluation.cli import add_evaluate_parser
-    from memo_model.training.cli_parts import add_train_parts_parser
+    from memo_model.tiny.cli import add_train_parts_parser
 
     add_train_parts_parser(commands)
     add_synth_parser(commands)

@@ -1,4 +1,4 @@
-"""Audio emotion: the label set, detection from audio, per-clip labels and user overrides (paper §4.2, appendix E).
+"""Audio emotion: the label set, detection from audio and the per-clip majority vote (paper §4.2, appendix E).
 
 Dimension legend: n audio samples (16 kHz), W detector windows, T video frames, C clips, K emotions (9).
 
@@ -16,8 +16,8 @@ it, and each segment takes the emotion most frequent among its frames. The offic
   4. clips (``clip_labels``): ``torch.mode`` over each clip's 16 frame labels; ties go to the smallest index.
 
 Where the official code keeps only the argmax, this module keeps the probabilities, so the app can show how sure
-the detector was (``EmotionTrack``, ``EmotionSegment``). The paper also lets a person replace the detected
-emotion (§4.2, last sentence): ``EmotionOverrides`` and ``apply_overrides``.
+the detector was (``EmotionTrack``). Which emotion each clip is finally generated with — the person's overrides,
+their precedence, the segments shown — is decided in one place, ``memo_model.pipelines.emotions``.
 
 The official checkpoint uses the nine emotion2vec classes below, in this order (memo issue #23); the paper's eight
 emotions are the first eight without "unknown". Index ``len(EMOTION_LABELS)`` (9) is the "no emotion" row of every
@@ -28,18 +28,15 @@ torch, librosa, diffusers and funasr are imported only where they are used: impo
 
 from __future__ import annotations
 
-import json
-import math
-import numbers
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from memo_model.audio.io import SAMPLE_RATE
-from memo_model.errors import InputError, SetupError, shown
+from memo_model.errors import InputError, SetupError
 
 if TYPE_CHECKING:
     import torch
@@ -283,7 +280,7 @@ class Emotion2VecDetector:
         return _classify(self.classifier, torch.cat(features))  # (W, 1024) -> (W, K)
 
 
-# --- 3. frames, clips and segments -----------------------------------------------------------------------------
+# --- 3. frames and clips --------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, eq=False)
@@ -372,226 +369,3 @@ def clip_labels(frame_labels: np.ndarray, clip_length: int = CLIP_LENGTH) -> np.
         for start in range(0, len(labels), clip_length)
     ]
     return np.argmax(np.stack(votes), axis=1)  # argmax keeps the first maximum: the smallest index on a tie
-
-
-@dataclass(frozen=True)
-class EmotionSegment:
-    """A run of clips with the same emotion: [start, end) seconds, the label, and the detector's mean probabilities
-    over the run's frames (``confidence`` = that of ``label``)."""
-
-    start: float
-    end: float
-    label: str
-    confidence: float
-    probabilities: dict[str, float] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "start": self.start,
-            "end": self.end,
-            "label": self.label,
-            "confidence": self.confidence,
-            "probabilities": dict(self.probabilities),
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> EmotionSegment:
-        label = EMOTION_LABELS[emotion_index(data["label"])]
-        probabilities = {EMOTION_LABELS[emotion_index(k)]: float(v) for k, v in data.get("probabilities", {}).items()}
-        return cls(float(data["start"]), float(data["end"]), label, float(data["confidence"]), probabilities)
-
-
-def segments(
-    track: EmotionTrack, clip_length: int = CLIP_LENGTH, labels: np.ndarray | None = None
-) -> list[EmotionSegment]:
-    """Runs of equal clip labels as timed segments.
-
-    ``labels`` (C,) are the per-clip labels to group: by default the detected majority vote (``clip_labels``); pass
-    the result of ``apply_overrides`` to get the segments actually used. A segment ends at the end of its last clip,
-    or of the track for a partial last clip.
-    """
-    per_clip = clip_labels(track.frame_labels, clip_length) if labels is None else np.asarray(labels, dtype=np.int64)
-    expected = math.ceil(track.num_frames / clip_length)
-    if per_clip.shape != (expected,):
-        raise ValueError(f"Expected {expected} clip labels for {track.num_frames} frames; got shape {per_clip.shape}.")
-    changes = np.flatnonzero(np.diff(per_clip)) + 1
-    found = []
-    for first, stop in zip(np.r_[0, changes], np.r_[changes, len(per_clip)], strict=True):
-        frame_start, frame_stop = first * clip_length, min(stop * clip_length, track.num_frames)
-        mean = track.frame_probabilities[frame_start:frame_stop].mean(axis=0)  # (K,)
-        label = int(per_clip[first])
-        found.append(
-            EmotionSegment(
-                start=frame_start / track.fps,
-                end=frame_stop / track.fps,
-                label=EMOTION_LABELS[label],
-                confidence=float(mean[label]),
-                probabilities={name: float(p) for name, p in zip(EMOTION_LABELS, mean, strict=True)},
-            )
-        )
-    return found
-
-
-# --- 4. overrides: what a person chose instead -------------------------------------------------------------------
-
-
-def _label(value: Any, where: str) -> str:
-    """The canonical (lower-case) emotion label, or an InputError that lists the choices."""
-    if isinstance(value, str) and value.strip().lower() in EMOTION_LABELS:
-        return value.strip().lower()
-    raise InputError(f"Unknown emotion {shown(value)} {where}; choose one of: {', '.join(EMOTION_LABELS)}.")
-
-
-@dataclass(frozen=True)
-class SegmentOverride:
-    """Use ``label`` for the clips whose centre lies in [start, end) seconds."""
-
-    start: float
-    end: float
-    label: str
-
-    def __post_init__(self):
-        for name in ("start", "end"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not -math.inf < value < math.inf:
-                raise InputError(f"An emotion segment's {name} must be a number of seconds; got {shown(value)}.")
-        if not 0 <= self.start < self.end:
-            raise InputError(
-                f"An emotion segment needs 0 <= start < end; got {shown(self.start)}-{shown(self.end)} s."
-            )
-        object.__setattr__(
-            self, "label", _label(self.label, f"in the segment {shown(self.start)}-{shown(self.end)} s")
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"start": self.start, "end": self.end, "label": self.label}
-
-
-SEGMENT_KEYS = frozenset({"start", "end", "label"})
-OVERRIDE_KEYS = frozenset({"global", "segments"})
-OVERRIDES_EXAMPLE = '{"global": "happy"} or {"segments": [{"start": 0.0, "end": 2.5, "label": "sad"}]}'
-
-
-@dataclass(frozen=True)
-class EmotionOverrides:
-    """Emotions chosen by a person instead of the detected ones.
-
-    ``global_label``: one emotion for the whole video (None = use the detected ones). ``segments``: emotions for
-    parts of it; ``(start, end, label)`` tuples are accepted and converted. Precedence, lowest to highest: detected,
-    ``global_label``, ``segments`` in order — so a segment edited after choosing a global emotion sticks, and where
-    two segment overrides overlap the later one wins.
-    """
-
-    global_label: str | None = None
-    segments: tuple[SegmentOverride, ...] = ()
-
-    def __post_init__(self):
-        if self.global_label is not None:
-            object.__setattr__(self, "global_label", _label(self.global_label, "for the whole video"))
-        converted = tuple(s if isinstance(s, SegmentOverride) else SegmentOverride(*s) for s in self.segments)
-        object.__setattr__(self, "segments", converted)
-
-    @property
-    def is_empty(self) -> bool:
-        return self.global_label is None and not self.segments
-
-    def to_dict(self) -> dict[str, Any]:
-        """The ``--emotion-segments`` JSON format (see ``load_overrides``)."""
-        return {"global": self.global_label, "segments": [segment.to_dict() for segment in self.segments]}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> EmotionOverrides:
-        if not isinstance(data, Mapping):
-            raise InputError(f"Emotion overrides must be a JSON object like {OVERRIDES_EXAMPLE}; got {shown(data)}.")
-        unknown = set(data) - OVERRIDE_KEYS
-        if unknown:
-            raise InputError(
-                f"Unknown key(s) {', '.join(sorted(map(shown, unknown)))} in the emotion overrides; the keys are "
-                f'"global" and "segments", e.g. {OVERRIDES_EXAMPLE}.'
-            )
-        entries = data.get("segments", [])
-        if not isinstance(entries, list):
-            raise InputError(
-                f'"segments" must be a list of {{"start", "end", "label"}} objects; got {shown(entries)}.'
-            )
-        overrides = []
-        for number, entry in enumerate(entries, start=1):
-            if not isinstance(entry, Mapping) or set(entry) != SEGMENT_KEYS:
-                raise InputError(
-                    f'Emotion segment {number} must have exactly the keys "start", "end" and "label" '
-                    f'(e.g. {{"start": 0.0, "end": 2.5, "label": "sad"}}); got {shown(entry)}.'
-                )
-            overrides.append(SegmentOverride(entry["start"], entry["end"], entry["label"]))
-        return cls(data.get("global"), tuple(overrides))
-
-
-def load_overrides(path_or_json: str | Path | Mapping[str, Any]) -> EmotionOverrides:
-    """Emotion overrides from a JSON file (the CLI's ``--emotion-segments FILE.json``), JSON text, or a dict.
-
-    The format is one JSON object with either or both keys::
-
-        {"global": "happy"}                         one emotion for the whole video (null = use detected)
-        {"segments": [{"start": 0.0, "end": 2.5, "label": "sad"},
-                      {"start": 4.0, "end": 6.0, "label": "surprised"}]}
-
-    Times are seconds; labels are any of ``EMOTION_LABELS``, in any case. Segment overrides win over the global
-    emotion, and a later segment wins over an earlier one where they overlap (see ``EmotionOverrides``). A string
-    that starts with "{" is read as JSON text, anything else as a file path. Bad files raise ``InputError`` saying
-    what is wrong.
-    """
-    if isinstance(path_or_json, Mapping):
-        return EmotionOverrides.from_dict(path_or_json)
-    if isinstance(path_or_json, str) and path_or_json.lstrip().startswith("{"):
-        text, source = path_or_json, "The emotion overrides"
-    else:
-        path = Path(path_or_json)
-        if not path.is_file():
-            raise InputError(
-                f"The emotion segments file {path} does not exist — pass a JSON file like {OVERRIDES_EXAMPLE}."
-            )
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            raise InputError(
-                f"Could not read the emotion segments file {path} ({error}); it must be UTF-8 JSON."
-            ) from None
-        source = f"The emotion segments file {path}"
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise InputError(
-            f"{source} is not valid JSON ({error.msg} at line {error.lineno}, column {error.colno}); "
-            f"expected something like {OVERRIDES_EXAMPLE}."
-        ) from None
-    except (ValueError, RecursionError):  # json refuses integers of thousands of digits and very deep nesting
-        raise InputError(f"{source} holds a number too long or lists nested too deeply.") from None
-    return EmotionOverrides.from_dict(data)
-
-
-def apply_overrides(
-    clip_labels: np.ndarray,
-    overrides: EmotionOverrides,
-    fps: float,
-    clip_length: int = CLIP_LENGTH,
-    duration: float | None = None,
-) -> np.ndarray:
-    """The emotion used for each clip: (C,) detected labels -> (C,) int64 labels after the overrides.
-
-    A clip takes a segment override's label when the override covers the clip's centre time, start <= centre < end:
-    each clip gets exactly one label and a boundary between two overrides falls where a person would put it. With
-    ``duration`` (seconds of real audio), each clip's time is cut at the end of the audio before taking its centre,
-    so an override that runs "to the end" also covers a last clip made mostly of padding. Precedence: segment
-    overrides (later ones win where they overlap) over ``global_label`` over the detected labels.
-    """
-    labels = np.array(clip_labels, dtype=np.int64)
-    if overrides.global_label is not None:
-        labels[:] = emotion_index(overrides.global_label)
-    clip_seconds = clip_length / fps
-    starts = np.arange(len(labels)) * clip_seconds
-    ends = starts + clip_seconds
-    if duration is not None:
-        ends = np.where(starts < duration, np.minimum(ends, duration), ends)
-    centres = (starts + ends) / 2
-    for override in overrides.segments:  # in order, so a later override overwrites an earlier one
-        labels[(centres >= override.start) & (centres < override.end)] = emotion_index(override.label)
-    return labels

@@ -1,90 +1,55 @@
-"""Scoring videos with the face analyzer: the synthetic SyncNet / expression / ArcFace / FID measurements.
+"""Reading frames with the face analyzer, the same way for every frame set the evaluation compares.
 
-``score_video`` takes a video (file or frames) plus its audio and returns every per-video metric;
-``frechet_distance_between`` compares two sets of videos (content and texture Fréchet distances). The
-lip-sync reference track is the sample's ground-truth mouth opening when its labels are known (synthetic
-samples), else an estimate from the audio alone (``mouth_open_from_audio``).
+Generated frames, the portrait and the real renders are all brought to the model's resolution first
+(``at_resolution``) and then to the analyzer's input size (``to_analyzer_input``), so the numbers measure the model,
+not the resolution gap. ``read_frames`` does both and returns the analyzer's readings; ``lip_sync_of`` and
+``expression_of`` score a reading against ground truth; ``frechet_distance_between`` compares two sets of videos
+(content and texture Fréchet distances, the FID / FVD analogue).
 """
 
-import json
 from pathlib import Path
 
+import cv2
 import numpy as np
-import soundfile as sf
-from PIL import Image
 
-from memo_model.data.synthetic.analyzer import FaceAnalyzer, analyze_frames, load_analyzer
-from memo_model.data.synthetic.dataset_writer import read_video
-from memo_model.data.synthetic.speech import SAMPLE_RATE, mouth_open_from_audio
-from memo_model.evaluation.metrics import (
-    expression_accuracy,
-    frame_labels,
-    frechet_distance,
-    identity_drift,
-    identity_similarity,
-    lip_sync,
-)
+from memo_model.data.synthetic.analyzer import FaceAnalyzer, analyze_frames, load_analyzer, video_frames
+from memo_model.metrics import expression_accuracy, frame_labels, frechet_distance, lip_sync
 
 
-def _frames(video: str | Path | np.ndarray) -> np.ndarray:
-    return video if isinstance(video, np.ndarray) else read_video(video)
+def at_resolution(frames: np.ndarray, size: int | None) -> np.ndarray:
+    """(f, h, w, 3) uint8 -> (f, size, size, 3), area-averaged like the training data; ``None`` keeps them."""
+    if size is None or frames.shape[1:3] == (size, size):
+        return frames
+    return np.stack([cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA) for frame in frames])
 
 
-def _audio(audio: str | Path | np.ndarray) -> np.ndarray:
-    if isinstance(audio, np.ndarray):
-        return audio
-    data, rate = sf.read(str(audio), dtype="float32", always_2d=True)
-    if rate != SAMPLE_RATE:
-        raise ValueError(f"{audio} is sampled at {rate} Hz; resample it to {SAMPLE_RATE} Hz mono first.")
-    return data.mean(axis=1)
+def to_analyzer_input(frames: np.ndarray, image_size: int) -> np.ndarray:
+    """(f, h, w, 3) uint8 at any size -> (f, s, s, 3) at the analyzer's input size ``s``.
 
-
-def score_video(
-    video: str | Path | np.ndarray,
-    audio: str | Path | np.ndarray | None = None,
-    labels: dict | str | Path | None = None,
-    reference: str | Path | np.ndarray | None = None,
-    requested_segments: list[dict] | None = None,
-    analyzer: FaceAnalyzer | None = None,
-) -> dict:
-    """All per-video metrics that the given inputs allow.
-
-    video: mp4 path or (f, h, w, 3) uint8. audio: wav path or (n,) float at 16 kHz. labels: a labels JSON
-    (dict or path) with the ground-truth "mouth_open" track and "segments". reference: the reference image
-    (path or (h, w, 3) uint8). requested_segments: emotion segments the video was asked to show (defaults to
-    the labels' segments; pass another track to test an emotion override).
+    Small generated frames (16-64 px) are upsampled bilinearly; the analyzer was trained on 96-128 px renders.
     """
-    analyzer = analyzer or load_analyzer()
-    frames = _frames(video)
-    readings = analyze_frames(analyzer, frames)
-    num_frames = frames.shape[0]
-    if isinstance(labels, str | Path):
-        labels = json.loads(Path(labels).read_text())
-    scores: dict = {"num_frames": num_frames}
+    if frames.shape[1:3] == (image_size, image_size):
+        return frames
+    interpolation = cv2.INTER_AREA if frames.shape[1] > image_size else cv2.INTER_LINEAR
+    return np.stack([cv2.resize(frame, (image_size, image_size), interpolation=interpolation) for frame in frames])
 
-    # 1. Lip-sync against the audio-driven mouth track.
-    if labels is not None and "mouth_open" in labels:
-        target = np.asarray(labels["mouth_open"], dtype=np.float32)[:num_frames]
-        scores["lip_sync_reference"] = "labels"
-    elif audio is not None:
-        target = mouth_open_from_audio(_audio(audio), num_frames)
-        scores["lip_sync_reference"] = "audio"
-    else:
-        target = None
-    if target is not None:
-        scores["lip_sync"] = lip_sync(readings["mouth_open"][: len(target)], target).to_dict()
 
-    # 2. Expression accuracy against the requested labels.
-    segments = requested_segments if requested_segments is not None else (labels or {}).get("segments")
-    if segments:
-        scores["expression_accuracy"] = expression_accuracy(readings["expression"], frame_labels(segments, num_frames))
+def read_frames(frames: np.ndarray, analyzer: FaceAnalyzer, resolution: int | None) -> dict[str, np.ndarray]:
+    """Analyzer readings of frames brought to ``resolution`` and then to the analyzer's input size."""
+    prepared = to_analyzer_input(at_resolution(frames, resolution), analyzer.config.image_size)
+    return analyze_frames(analyzer, prepared)
 
-    # 3. Identity similarity to the reference image over time.
-    if reference is not None:
-        image = np.asarray(Image.open(reference).convert("RGB")) if isinstance(reference, str | Path) else reference
-        reference_embedding = analyze_frames(analyzer, image[None])["identity"][0]
-        scores["identity"] = identity_drift(identity_similarity(readings["identity"], reference_embedding))
-    return scores
+
+def lip_sync_of(readings: dict[str, np.ndarray], mouth_open: list[float] | np.ndarray) -> dict:
+    """Lip-sync of the measured mouth track against the ground truth, over their common length."""
+    target = np.asarray(mouth_open, dtype=np.float32)
+    length = min(len(target), len(readings["mouth_open"]))
+    return lip_sync(readings["mouth_open"][:length], target[:length]).to_dict()
+
+
+def expression_of(readings: dict[str, np.ndarray], segments: list[dict]) -> float:
+    """Share of frames whose read expression is the requested one (segments in frames, as in the labels)."""
+    return expression_accuracy(readings["expression"], frame_labels(segments, len(readings["expression"])))
 
 
 def video_features(
@@ -92,7 +57,7 @@ def video_features(
 ) -> dict[str, np.ndarray]:
     """Analyzer "features" (n, d) and "texture" (n, t) of every ``frame_stride``-th frame of each video."""
     analyzer = analyzer or load_analyzer()
-    readings = [analyze_frames(analyzer, _frames(v)[::frame_stride]) for v in videos]
+    readings = [analyze_frames(analyzer, video_frames(v)[::frame_stride]) for v in videos]
     return {key: np.concatenate([r[key] for r in readings]) for key in ("features", "texture")}
 
 

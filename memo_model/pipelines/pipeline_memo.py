@@ -1,14 +1,19 @@
 """MemoPipeline: a portrait and an audio file -> a talking video of any length (paper §4, appendix D).
 
-The whole long-video loop lives here, so every caller (CLI, app, tests, benchmarks) gets the same behaviour:
+The whole long-video loop lives here, so every caller (CLI, app, tests, benchmarks) gets the same behaviour. It is
+written as named steps that others call (bench/ times them, never copies of them):
 
+    prepare_guidance       the guidance passes and their face tokens            once per video
+    prepare_reference      the portrait's latent and reference-net features      once per video (the net sees frames
+                                                                                 alone)
     for each clip of 16 frames:
-        reference net on [reference, past frames]        once per clip, per reference condition (the portrait's
-                                                         features once per video: the net sees frames alone)
-        memory write from the past frames                once per clip (Eq. 3, 4)
-        denoising steps: diffusion net, guidance passes batched, FlowMatch Euler (speed.py: the last step,
-                                                         σ 0.001 -> 0, reuses the previous velocity)
-        VAE decode in bounded batches -> frames streamed to the mp4 writer
+        prepare_clip       reference net on the past frames (reference_stacks), memory write from them (write_memory,
+                           Eq. 3, 4), audio tokens (audio_tokens) and emotion; what each guidance pass drops is
+                           conditions.py's
+        denoise_clip       denoising steps: diffusion net on the guidance passes batched (predict_velocity),
+                           FlowMatch Euler (speed.py: the last step, σ 0.001 -> 0, reuses the previous velocity)
+        decode_clip        VAE decode in bounded batches -> frames streamed to the mp4 writer
+        next_past_frames   the last frames re-encoded: what the next clip looks back on
 
 Official behaviour reproduced (docs/CHECKPOINT.md §1.5-1.7): clip 0 looks back on the reference image repeated
 as its past frames; clip t > 0 on the last generated frames, re-encoded from their decoded pixels (not quantised);
@@ -30,15 +35,24 @@ import torch
 from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler
 from einops import rearrange
 
-from memo_model.audio.emotion import EMOTION_LABELS, NO_EMOTION
+from memo_model.audio.emotion import EMOTION_LABELS
 from memo_model.audio.features import AudioFeatureExtractor
 from memo_model.audio.io import SAMPLE_RATE, load_audio
 from memo_model.models.diffusion_net import DiffusionNet
 from memo_model.models.memory_temporal import TemporalMemory
 from memo_model.models.projections import AudioProjection, ImageProjection
 from memo_model.models.reference_net import ReferenceFeatures, ReferenceNet
+from memo_model.pipelines import conditions
+from memo_model.pipelines.conditions import Kept
 from memo_model.pipelines.emotions import ClipEmotions, plan_emotions
-from memo_model.pipelines.guidance import combine, guidance_plan, official_reference_rows, pass_references
+from memo_model.pipelines.guidance import (
+    GUIDANCE_LAYOUTS,
+    GuidancePass,
+    combine,
+    guidance_plan,
+    official_reference_rows,
+    pass_references,
+)
 from memo_model.pipelines.request import (
     CLIP_FRAMES,
     OFFICIAL_GUIDANCE,
@@ -118,6 +132,55 @@ class ClipOutput:
     latents: torch.Tensor  # (1, c, f, h, w) the denoised latents, scaled as the diffusion net sees them
     frames: torch.Tensor  # (kept, 3, H, W) decoded frames in [0, 1], float32 (kept < f only on a cut last clip)
     progress: Progress
+
+
+@dataclass(frozen=True)
+class GuidanceBatch:
+    """The guidance passes every denoiser call of a video batches, and their face tokens (``prepare_guidance``)."""
+
+    plan: list[tuple[GuidancePass, float]]  # the passes and their coefficients (guidance.py)
+    kept: Kept  # (passes,) masks: which conditions each pass keeps (conditions.py)
+    faces: torch.Tensor  # (conditions, m, c) face tokens, once per distinct face condition (dropped first)
+    condition_index: torch.Tensor  # (passes,) long: each pass's face condition, a row of ``faces``
+    layout: str  # "per-sample" or "official" (guidance.py)
+
+    @property
+    def num_passes(self) -> int:
+        return len(self.plan)
+
+    @property
+    def coefficients(self) -> list[float]:
+        return [c for _, c in self.plan]
+
+
+@dataclass(frozen=True)
+class VideoReference:
+    """The portrait as every clip's reference, computed once per video (``prepare_reference``)."""
+
+    latent: torch.Tensor  # (1, c, h, w) posterior mean x scaling factor
+    features: ReferenceFeatures  # (conditions, 1, ...) reference-net features under each face condition
+
+
+@dataclass(frozen=True)
+class PastFrames:
+    """The frames the next clip looks back on, passed in and returned like the memory."""
+
+    latents: torch.Tensor  # (p, c, h, w)
+    are_portrait: bool  # clip 0 (and the "reference" ablation): the portrait repeated p times
+
+
+@dataclass(frozen=True)
+class ClipConditions:
+    """Everything one clip's denoiser calls read, one row per guidance pass (``prepare_clip``)."""
+
+    reference: ReferenceFeatures  # (passes, 1 + p, ...) features of [portrait, past frames]
+    memory: TemporalMemory  # (passes) the memory each pass reads
+    faces: torch.Tensor  # (passes, m, c) face tokens
+    audio_tokens: torch.Tensor  # (passes, f, m, c)
+    emotion: torch.Tensor  # (passes,) long
+    use_reference: torch.Tensor  # (passes,) bool: the reference image in spatial attention
+    reference_rows: torch.Tensor | None  # ((passes f),) whose reference image each row reads; official layout only
+    coefficients: list[float]  # of the passes' predictions in the guided one
 
 
 class Cancelled(Exception):
@@ -219,12 +282,197 @@ class MemoPipeline:
         embedding = torch.as_tensor(np.asarray(identity.embedding), dtype=self.dtype, device=self.device)[None]
         return embedding, list(identity.warnings)
 
-    def face_tokens(self, face_embedding: torch.Tensor) -> torch.Tensor:
-        """(unconditional, conditional) face tokens (2, m, c) of an identity embedding (1, d)."""
-        face_embedding = face_embedding.to(self.device, self.dtype)
+    # --- the steps of the clip loop, in the order it runs them ----------------------------------------------
+
+    def prepare_guidance(
+        self,
+        face_embedding: torch.Tensor,
+        guidance: tuple[float, float, float] = (OFFICIAL_GUIDANCE,) * 3,
+        layout: str = "per-sample",
+    ) -> GuidanceBatch:
+        """The guidance passes of (reference, audio, emotion) scales and their face tokens, once per video.
+
+        face_embedding: (1, d) identity embedding, the image projection's input. Each distinct face condition of the
+        passes is projected once, the dropped one from the zero embedding (``conditions.py``): (conditions, m, c).
+        """
+        if layout not in GUIDANCE_LAYOUTS:
+            raise ValueError(f"Unknown guidance layout {layout!r}; choose one of {', '.join(GUIDANCE_LAYOUTS)}.")
+        plan = guidance_plan(*guidance)
+        passes = [p for p, _ in plan]
+        face_conditions = sorted({p.reference for p in passes})  # False: the dropped face, True: the portrait's
+        embedding = face_embedding.to(self.device, self.dtype)
         with self.autocast():
-            uncond = self.image_proj(torch.zeros_like(face_embedding))  # the official unconditional face
-            return torch.cat([uncond, self.image_proj(face_embedding)]).to(self.dtype)
+            faces = torch.cat(
+                [
+                    self.image_proj(conditions.face_embeddings(embedding, torch.tensor([keep], device=self.device)))
+                    for keep in face_conditions
+                ]
+            ).to(self.dtype)
+        return GuidanceBatch(
+            plan=plan,
+            kept=Kept.of_passes(passes, self.device),
+            faces=faces,
+            condition_index=torch.tensor([face_conditions.index(p.reference) for p in passes]),
+            layout=layout,
+        )
+
+    def prepare_reference(
+        self, reference_image: torch.Tensor, passes: GuidanceBatch, past_frames: int = CLIP_FRAMES
+    ) -> tuple[VideoReference, PastFrames]:
+        """The portrait's latent and reference-net features, once per video, and clip 0's past frames.
+
+        reference_image: (1, 3, H, W) portrait crop in [-1, 1]. The reference net is a 2D UNet: it sees each frame on
+        its own, so the portrait's features (conditions, 1, ...) serve every clip. Clip 0 looks back on the portrait
+        repeated ``past_frames`` times: (p, c, h, w).
+        """
+        latent = self.encode(reference_image)  # (1, c, h, w)
+        reference = VideoReference(latent, self.reference_features(latent, passes.faces))
+        return reference, PastFrames(latent.repeat(past_frames, 1, 1, 1), are_portrait=True)
+
+    def reference_stacks(
+        self, passes: GuidanceBatch, reference: VideoReference, past: PastFrames
+    ) -> ReferenceFeatures:
+        """Reference-net features of [portrait, past frames] (conditions, 1 + p, ...), once per face condition.
+
+        The net runs only on past frames that are not the portrait (clip 0 runs it on none)."""
+        if past.are_portrait:
+            return reference.features.repeat_frames(1 + len(past.latents))
+        return reference.features.followed_by(self.reference_features(past.latents, passes.faces))
+
+    def write_memory(
+        self,
+        passes: GuidanceBatch,
+        stacks: ReferenceFeatures,
+        memory: TemporalMemory | None,
+        decay: float | None = None,
+    ) -> tuple[ReferenceFeatures, TemporalMemory, TemporalMemory]:
+        """Write the past frames of ``stacks`` (conditions, 1 + p, ...) into the memory (Eq. 3, 4), once per clip.
+
+        memory: the one carried from the last clip, or ``None`` for a new one with γ = ``decay`` (``None``: the
+        model's); a carried memory keeps the γ it was written with. Returns each pass's reference features
+        (passes, 1 + p, ...) and memory, and the memory to carry: one per face condition, shared by the passes that
+        have it ("per-sample"), or one per pass written from its own face-tiled stack ("official", guidance.py).
+        """
+        decay = decay if memory is None else None
+        net = self.offload.use(self.diffusion_net)
+        with self.autocast():
+            if passes.layout == "official":
+                pass_reference = pass_references(stacks, passes.condition_index, passes.layout)
+                memory = net.write_memory(pass_reference, memory, decay=decay)
+                return pass_reference, memory, memory
+            memory = net.write_memory(stacks, memory, decay=decay)
+            return stacks.select(passes.condition_index), memory.select(passes.condition_index), memory
+
+    def audio_tokens(self, audio: torch.Tensor, is_tokens: bool = False) -> torch.Tensor:
+        """One clip's audio features (f, window, layers, channels) -> its audio tokens (1, f, m, c).
+
+        With ``is_tokens`` the input is already projected (f, m, c) and passes through."""
+        audio = audio[None].to(self.device, self.dtype)
+        if is_tokens:
+            return audio
+        with self.autocast():
+            return self.audio_proj(audio).to(self.dtype)
+
+    def prepare_clip(
+        self,
+        passes: GuidanceBatch,
+        reference: VideoReference,
+        past: PastFrames,
+        audio: torch.Tensor,
+        emotion: int,
+        memory: TemporalMemory | None = None,
+        *,
+        memory_decay: float | None = None,
+        audio_is_tokens: bool = False,
+    ) -> tuple[ClipConditions, TemporalMemory]:
+        """Everything one clip's denoising reads, for every guidance pass, and the memory to carry to the next clip.
+
+        past: the frames this clip looks back on; audio: the clip's audio features (f, window, layers, channels), or
+        with ``audio_is_tokens`` its audio tokens (f, m, c); emotion: its emotion id (``NO_EMOTION`` = none);
+        memory / memory_decay: as ``write_memory``. A pass drops what ``conditions.py`` says; past frames and the
+        memory are every pass's.
+        """
+        stacks = self.reference_stacks(passes, reference, past)
+        pass_reference, pass_memory, memory = self.write_memory(passes, stacks, memory, memory_decay)
+        kept, num_passes = passes.kept, passes.num_passes
+        official = passes.layout == "official"
+        clip = ClipConditions(
+            reference=pass_reference,
+            memory=pass_memory,
+            faces=passes.faces[passes.condition_index],
+            audio_tokens=conditions.audio_tokens(self.audio_tokens(audio, audio_is_tokens), kept.audio),
+            emotion=conditions.emotions(torch.full((num_passes,), int(emotion), device=self.device), kept.emotion),
+            use_reference=kept.reference,
+            reference_rows=official_reference_rows(num_passes, CLIP_FRAMES).to(self.device) if official else None,
+            coefficients=passes.coefficients,
+        )
+        return clip, memory
+
+    def prepare_latents(self, height: int, width: int, generator: torch.Generator) -> torch.Tensor:
+        """A clip's initial noise (1, c, f, h, w), for frames of height x width pixels, drawn from ``generator``."""
+        factor = self.latent_factor
+        shape = (1, self.vae.config.latent_channels, CLIP_FRAMES, height // factor, width // factor)
+        return torch.randn(shape, generator=generator)
+
+    def predict_velocity(self, clip: ClipConditions, latents: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """One denoiser call on every guidance pass: latents (1, c, f, h, w) -> velocities (passes, c, f, h, w)."""
+        with self.autocast():
+            return self.offload.use(self.diffusion_net)(
+                latents.expand(len(clip.coefficients), -1, -1, -1, -1),
+                t,
+                clip.reference,
+                clip.faces,
+                clip.audio_tokens,
+                clip.emotion,
+                memory=clip.memory,
+                use_reference=clip.use_reference,
+                reference_rows=clip.reference_rows,
+            )
+
+    def denoise_clip(
+        self,
+        clip: ClipConditions,
+        latents: torch.Tensor,
+        steps: int = OFFICIAL_STEPS,
+        timesteps: Sequence[float] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        callback: Callable[[int, int], None] | None = None,
+    ) -> torch.Tensor:
+        """The denoising loop with guidance: noise (1, c, f, h, w) -> the clip's latents (1, c, f, h, w).
+
+        FlowMatch Euler over ``steps``, or explicit ``timesteps`` (descending, in [0, 1000]); each step combines the
+        passes' velocities (``guidance.combine``); the last step (σ 0.001 -> 0) reuses the previous velocity unless
+        the options say otherwise (speed.py). should_stop: polled every step, raises ``Cancelled``; callback: called
+        with (step, num_steps) after every step, step 1-based.
+        """
+        latents = latents.to(self.device, self.dtype)
+        if timesteps is None:
+            self.scheduler.set_timesteps(steps, device=self.device)
+        else:
+            self.scheduler.set_timesteps(sigmas=[float(t) / 1000 for t in timesteps], device=self.device)
+        num_steps = len(self.scheduler.timesteps)
+        guided = None
+        for step, t in enumerate(self.scheduler.timesteps):
+            if should_stop is not None and should_stop():
+                raise Cancelled
+            sigma = float(self.scheduler.sigmas[step])
+            if not skips_denoiser(sigma, self.options, have_velocity=guided is not None):
+                guided = combine(self.predict_velocity(clip, latents, t).float(), clip.coefficients)[None]
+            latents = self.scheduler.step(guided, t, latents.float()).prev_sample.to(self.dtype)
+            if callback is not None:
+                callback(step + 1, num_steps)
+        return latents
+
+    def decode_clip(self, latents: torch.Tensor, num_frames: int = CLIP_FRAMES) -> torch.Tensor:
+        """A clip's latents (1, c, f, h, w) -> its first ``num_frames`` frames (num_frames, 3, H, W) in [0, 1]."""
+        return self.decode(rearrange(latents[:, :, :num_frames], "1 c f h w -> f c h w"))
+
+    def next_past_frames(self, past: PastFrames, frames: torch.Tensor) -> PastFrames:
+        """The past frames after a clip of ``frames`` (f, 3, H, W) in [0, 1]: the last p of [past, frames], the new
+        ones re-encoded from their decoded pixels (as official: not quantised)."""
+        num_past = len(past.latents)
+        recent = self.encode(frames[-num_past:] * 2 - 1)
+        return PastFrames(torch.cat([past.latents, recent])[-num_past:], are_portrait=False)
 
     # --- the clip loop on tensors -------------------------------------------------------------------------
 
@@ -267,111 +515,53 @@ class MemoPipeline:
         num_clips = len(emotions)
         if noise is not None and len(noise) < num_clips:
             raise ValueError(f"noise has {len(noise)} clips' latents; {num_clips} are needed.")
-        should_stop = should_stop or (lambda: False)
-        latent_factor = self.latent_factor
-        latent_shape = (
-            self.vae.config.latent_channels,
-            CLIP_FRAMES,
-            reference_image.shape[-2] // latent_factor,
-            reference_image.shape[-1] // latent_factor,
-        )
         generator = generator or torch.Generator("cpu").manual_seed(0)
 
-        # Guidance passes, batched; the reference net and the memory depend only on the face tokens
-        plan = guidance_plan(*guidance)
-        passes = [p for p, _ in plan]
-        coefficients = [c for _, c in plan]
-        face_conditions = sorted({p.reference for p in passes})  # False = unconditional face, True = portrait
-        faces = self.face_tokens(face_embedding)[[int(use) for use in face_conditions]]
-        condition_index = torch.tensor([face_conditions.index(p.reference) for p in passes])
-        use_reference = torch.tensor([p.reference for p in passes], device=self.device)
-        official = guidance_layout == "official"
-        reference_rows = official_reference_rows(len(passes), CLIP_FRAMES).to(self.device) if official else None
-
-        # The reference net is a 2D UNet: it sees each frame on its own. So the portrait's features are computed
-        # once per video, and a clip runs it only on past frames that are not the portrait (clip 0 has none).
-        reference_latent = self.encode(reference_image)  # (1, c, h, w)
-        portrait_features = self.reference_features(reference_latent, faces)
-        past = reference_latent.repeat(past_frames, 1, 1, 1)  # (p, c, h, w): clip 0 looks at the portrait
-        past_is_portrait = True
+        # 1. The guidance passes and the portrait, once per video
+        passes = self.prepare_guidance(face_embedding, guidance, guidance_layout)
+        reference, past = self.prepare_reference(reference_image, passes, past_frames)
         memory: TemporalMemory | None = None
         loop_started = time.perf_counter()
+
+        def step_callback(clip: int) -> Callable[[int, int], None] | None:  # a clip's denoising steps as Progress
+            if callback is None:
+                return None
+            return lambda step, num_steps: callback(_progress(clip, num_clips, step, num_steps, loop_started))
+
         for clip, audio_clip in enumerate(audio):
             if clip >= num_clips:
                 break
-            # Reference net and memory write, once per clip
-            if past_is_portrait:  # [portrait, past frames] = the portrait 1 + p times
-                stacks = portrait_features.repeat_frames(1 + past_frames)
-            else:
-                stacks = portrait_features.followed_by(self.reference_features(past, faces))
-            carried = memory if memory_mode == "full" else None  # ablations forget between clips
-            decay = memory_decay if carried is None else None  # a carried memory keeps the γ it was written with
-            net = self.offload.use(self.diffusion_net)
-            with self.autocast():
-                if official:  # every pass writes its own memory from its own (face-tiled) stack
-                    pass_reference = pass_references(stacks, condition_index, guidance_layout)
-                    memory = net.write_memory(pass_reference, carried, decay=decay)
-                    pass_memory = memory
-                else:  # one memory per face condition, shared by the passes that have it
-                    memory = net.write_memory(stacks, carried, decay=decay)
-                    pass_reference = stacks.select(condition_index)
-                    pass_memory = memory.select(condition_index)
+            # 2. Reference net on the past frames, memory write, audio tokens and emotion of every pass
+            carried = memory if memory_mode == "full" else None  # the ablations forget between clips
+            clip_conditions, memory = self.prepare_clip(
+                passes,
+                reference,
+                past,
+                audio_clip,
+                emotions[clip],
+                carried,
+                memory_decay=memory_decay,
+                audio_is_tokens=audio_is_tokens,
+            )
 
-            # Per-pass conditions
-            audio_clip = audio_clip[None].to(self.device, self.dtype)
-            if not audio_is_tokens:
-                with self.autocast():
-                    audio_clip = self.audio_proj(audio_clip).to(self.dtype)
-            audio_tokens = audio_clip  # (1, f, m, c)
-            pass_audio = torch.cat([audio_tokens if p.audio else torch.zeros_like(audio_tokens) for p in passes])
-            label = int(emotions[clip])
-            pass_emotion = torch.tensor([label if p.emotion else NO_EMOTION for p in passes], device=self.device)
-            pass_faces = faces[condition_index]
-
-            # Denoising loop
+            # 3. Denoising loop, from this clip's noise
             if noise is not None:
                 latents = noise[clip][None]
             else:
-                latents = torch.randn((1, *latent_shape), generator=generator)
-            latents = latents.to(self.device, self.dtype)
-            if timesteps is None:
-                self.scheduler.set_timesteps(steps, device=self.device)
-            else:
-                self.scheduler.set_timesteps(sigmas=[float(t) / 1000 for t in timesteps], device=self.device)
-            num_steps = len(self.scheduler.timesteps)
-            guided = None
-            for step, t in enumerate(self.scheduler.timesteps):
-                if should_stop():
-                    raise Cancelled
-                sigma = float(self.scheduler.sigmas[step])
-                if not skips_denoiser(sigma, self.options, have_velocity=guided is not None):
-                    with self.autocast():
-                        velocity = self.offload.use(self.diffusion_net)(
-                            latents.expand(len(passes), -1, -1, -1, -1),
-                            t,
-                            pass_reference,
-                            pass_faces,
-                            pass_audio,
-                            pass_emotion,
-                            memory=pass_memory,
-                            use_reference=use_reference,
-                            reference_rows=reference_rows,
-                        )
-                    guided = combine(velocity.float(), coefficients)[None]
-                latents = self.scheduler.step(guided, t, latents.float()).prev_sample.to(self.dtype)
-                if callback is not None:
-                    callback(_progress(clip, num_clips, step + 1, num_steps, loop_started))
+                latents = self.prepare_latents(*reference_image.shape[-2:], generator)
+            latents = self.denoise_clip(clip_conditions, latents, steps, timesteps, should_stop, step_callback(clip))
 
-            # Decode (the last clip only up to num_frames), remember the last frames
+            # 4. Decode (the last clip only up to num_frames)
             last_clip = clip == num_clips - 1
-            kept = CLIP_FRAMES
+            frames_kept = CLIP_FRAMES
             if last_clip and num_frames is not None:
-                kept = min(CLIP_FRAMES, max(num_frames - clip * CLIP_FRAMES, 1))
-            frames = self.decode(rearrange(latents[:, :, :kept], "1 c f h w -> f c h w"))  # (f, 3, H, W), [0, 1]
+                frames_kept = min(CLIP_FRAMES, max(num_frames - clip * CLIP_FRAMES, 1))
+            frames = self.decode_clip(latents, frames_kept)  # (f, 3, H, W) in [0, 1]
+
+            # 5. The next clip looks back on this one's last frames (the "reference" ablation: on the portrait)
             if memory_mode != "reference" and not last_clip:
-                recent = self.encode(frames[-past_frames:] * 2 - 1)
-                past = torch.cat([past, recent])[-past_frames:]
-                past_is_portrait = False
+                past = self.next_past_frames(past, frames)
+            num_steps = len(self.scheduler.timesteps)
             yield ClipOutput(clip, latents, frames, _progress(clip, num_clips, num_steps, num_steps, loop_started))
 
     # --- the run ----------------------------------------------------------------------------------------

@@ -7,14 +7,14 @@
 import os
 import stat
 import types
-from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin
 
-from memo_model.audio.emotion import EMOTION_LABELS
 from memo_model.audio.features import padded_frame_count
 from memo_model.audio.io import SAMPLE_RATE
 from memo_model.errors import QUOTED_CHARS, InputError, shown
+from memo_model.pipelines.emotions import SETTINGS_TYPES, EmotionOverrides
 from memo_model.pipelines.guidance import GUIDANCE_LAYOUTS
 
 OFFICIAL_GUIDANCE = 3.5  # configs/inference.yaml cfg_scale (one scale for everything)
@@ -77,8 +77,9 @@ def limit_default(name: str) -> float | None:
 class GenerationRequest:
     """Everything that decides a generated video. Frozen: a run's settings cannot change under it.
 
-    ``emotion`` sets one emotion for the whole video (``None`` = use what is detected in the audio);
-    ``emotion_segments`` are ``(start_s, end_s, label)`` overrides for parts of it. ``steps``, ``resolution``,
+    ``emotions`` are the emotions a person chose instead of the detected ones: one for the whole video and/or
+    ``(start_s, end_s, label)`` segments (``EmotionOverrides("happy", [(0.0, 2.5, "sad")])``; the default keeps
+    what is detected; settings files hold them as "emotion" and "emotion_segments"). ``steps``, ``resolution``,
     the three guidance scales and ``memory_decay`` default to the active model's. ``preview_seconds`` makes a
     preview: only the first seconds (rounded up to whole clips), with at most ``preview_steps`` denoising steps
     (``None``: the model's). ``memory_mode`` is for the paper's Table 2 ablation: ``"full"`` carries the memory
@@ -96,8 +97,7 @@ class GenerationRequest:
     reference_guidance: float | None = None  # None: the model's default (3.5 for the official weights)
     audio_guidance: float | None = None
     emotion_guidance: float | None = None
-    emotion: str | None = None
-    emotion_segments: tuple[tuple[float, float, str], ...] = field(default_factory=tuple)
+    emotions: EmotionOverrides = EmotionOverrides()  # checked when built (pipelines/emotions.py)
     fps: int = int(LIMITS["fps"].default)
     resolution: int | None = None
     past_frames: int = int(LIMITS["past_frames"].default)
@@ -162,14 +162,6 @@ class GenerationRequest:
             and (self.resolution < 16 or self.resolution % 8)
         ):
             found.append(f"Resolution must be a multiple of 8 and at least 16; got {shown(self.resolution)}.")
-        labels = [self.emotion] if self.emotion is not None and "emotion" not in mistyped else []
-        for start, end, label in () if "emotion_segments" in mistyped else self.emotion_segments:
-            labels.append(label)
-            if not 0 <= start < end:
-                found.append(f"An emotion segment must have 0 <= start < end; got {shown(start)}-{shown(end)} s.")
-        for label in labels:
-            if label.strip().lower() not in EMOTION_LABELS:
-                found.append(f"Unknown emotion {shown(label)}; choose one of: {', '.join(EMOTION_LABELS)}.")
         return found
 
     def _type_problems(self) -> dict[str, str]:
@@ -204,12 +196,15 @@ class GenerationRequest:
         return replace(self, **changes)
 
     def to_dict(self) -> dict:
-        """JSON-ready settings (paths as strings), the inverse of ``from_dict``."""
-        data = asdict(self)
-        for name in ("image", "audio", "output"):
-            if data[name] is not None:
-                data[name] = str(data[name])
-        data["emotion_segments"] = [list(segment) for segment in self.emotion_segments]
+        """JSON-ready settings (paths as strings), the inverse of ``from_dict``; the emotions as their two flat
+        settings "emotion" and "emotion_segments", where settings files have always had them."""
+        data = {}
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            if isinstance(value, EmotionOverrides):
+                data.update(value.to_settings())
+            else:
+                data[spec.name] = str(value) if isinstance(value, Path) else value
         return data
 
     @classmethod
@@ -219,24 +214,28 @@ class GenerationRequest:
         goes unnoticed; whether the files exist is checked when the request runs."""
         if not isinstance(data, dict):
             raise InputError(f"Settings must be a JSON object of name: value pairs; got {shown(data)}.")
-        known = {spec.name: spec for spec in fields(cls)}
+        known = _setting_types()
         unknown = sorted(shown(name) if not isinstance(name, str) else name for name in set(data) - set(known))
         if unknown:
             raise InputError(f"Unknown setting(s) {_listed(unknown)}; known settings: {', '.join(sorted(known))}.")
-        required = [name for name, spec in known.items() if _is_required(spec)]
+        required = [spec.name for spec in fields(cls) if _is_required(spec)]
         missing = [name for name in required if name not in data]
         if missing:
             raise InputError(
                 f"Missing setting(s) {_listed(missing)}; every request needs at least {' and '.join(required)}."
             )
-        values = {name: _whole_number(value, known[name].type) for name, value in data.items()}
-        found = [
-            problem for name, value in values.items() if (problem := _type_problem(name, value, known[name].type))
-        ]
+        values = {name: _whole_number(value, known[name]) for name, value in data.items()}
+        found = [problem for name, value in values.items() if (problem := _type_problem(name, value, known[name]))]
         if found:  # said about the values as written (lists, not tuples)
             raise InputError("\n".join(found))
-        request = cls(**{name: _tuples(value) for name, value in values.items()})
-        found = request.problems(check_files=False)
+        values = {name: _tuples(value) for name, value in values.items()}
+        emotion_settings = {name: values.pop(name) for name in SETTINGS_TYPES if name in values}
+        try:
+            emotions, emotion_problems = EmotionOverrides.from_settings(emotion_settings), []
+        except InputError as error:  # listed with the request's own problems
+            emotions, emotion_problems = EmotionOverrides(), [str(error)]
+        request = cls(**values, emotions=emotions)
+        found = request.problems(check_files=False) + emotion_problems
         if found:
             raise InputError("\n".join(found))
         return request
@@ -244,8 +243,24 @@ class GenerationRequest:
 
 # --- checking settings: types from the fields' annotations, values shown briefly ------------------------------
 
-KIND_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "text", Path: "a path"}
+KIND_WORDS = {
+    bool: "true or false",
+    int: "a whole number",
+    float: "a number",
+    str: "text",
+    Path: "a path",
+    EmotionOverrides: "an EmotionOverrides",
+}
 SHOWN_NAMES = 10  # unknown or missing setting names listed in one message
+
+
+def _setting_types() -> dict[str, Any]:
+    """{name: type} of every setting a settings file holds: the request's fields, with ``emotions`` as its two
+    flat settings (``SETTINGS_TYPES``)."""
+    found = {}
+    for spec in fields(GenerationRequest):
+        found.update(SETTINGS_TYPES if spec.type is EmotionOverrides else {spec.name: spec.type})
+    return found
 
 
 def _members(annotation) -> tuple:
@@ -267,6 +282,8 @@ def _accepts(annotation, value: Any) -> bool:
         if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
             return True
         if (kind is str and isinstance(value, str)) or (kind is Path and isinstance(value, str | Path)):
+            return True
+        if kind is EmotionOverrides and isinstance(value, EmotionOverrides):
             return True
         if get_origin(kind) is tuple and isinstance(value, tuple | list):
             items = get_args(kind)
@@ -295,7 +312,12 @@ def _kind_words(kinds: tuple) -> str:
     return " or ".join(dict.fromkeys(words))
 
 
-EXAMPLES = {"emotion_segments": '[[0.0, 2.5, "sad"]]', "image": '"portrait.png"', "audio": '"speech.wav"'}
+EXAMPLES = {
+    "emotion_segments": '[[0.0, 2.5, "sad"]]',
+    "emotions": 'EmotionOverrides("happy", [(0.0, 2.5, "sad")])',
+    "image": '"portrait.png"',
+    "audio": '"speech.wav"',
+}
 
 
 def _type_problem(name: str, value: Any, annotation) -> str | None:

@@ -1,8 +1,9 @@
-"""Small resumable checkpoints for single-model runs (the VAE and the emotion head): safetensors only.
+"""Small resumable checkpoints for single-model runs (MEMO-Tiny's VAE and emotion head, ``memo_model/tiny/``).
 
-A checkpoint folder holds the model's weights and the optimiser's per-parameter state (e.g. Adam moments) with the
-step in the file's metadata; the optimiser's hyper-parameters come from the run itself. (The diffusion stages use
-accelerate's own states instead, see ``train.py``.)
+A checkpoint folder (``CHECKPOINT_DIR`` in the run folder) holds the model's weights and the optimiser's per-parameter
+state (e.g. Adam moments) as safetensors, with the step in the file's metadata; the optimiser's hyper-parameters come
+from the run itself; ``loop.resume_step`` restores it. (The diffusion stages use accelerate's own states instead, see
+``train.py``.)
 """
 
 from pathlib import Path
@@ -11,6 +12,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+CHECKPOINT_DIR = "checkpoint"
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 

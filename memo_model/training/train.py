@@ -19,7 +19,6 @@ Checkpoints are accelerate states (model, optimiser, RNG, step) under ``output_d
 also written in the official layout under ``output_dir/weights`` for ``load_pipeline``.
 """
 
-import csv
 import json
 import math
 import random
@@ -30,10 +29,12 @@ from pathlib import Path
 
 import torch
 
-from memo_model.audio.emotion import NO_EMOTION
 from memo_model.config import load_yaml, to_dict
 from memo_model.errors import InputError
 from memo_model.models.presets import COMPONENT_CLASSES, preset_config
+from memo_model.pipelines import conditions
+from memo_model.pipelines.conditions import Kept
+from memo_model.training.loop import LOG_FILE, CsvLog, checkpoint_due
 from memo_model.training.losses import (
     SPIKE_THRESHOLD,
     add_noise,
@@ -48,6 +49,7 @@ from memo_model.training.stages import STAGES, apply_stage
 from memo_model.weights import MANIFEST_NAME, load_components, save_components
 
 TRAINED_COMPONENTS = ("reference_net", "diffusion_net", "image_proj", "audio_proj")
+LOG_COLUMNS = ("step", "loss", "raw_loss_mean", "spikes_dropped", "elapsed_s")
 
 
 @dataclass(frozen=True)
@@ -244,7 +246,8 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         (output / "train_config.json").write_text(json.dumps(to_dict(config), indent=2))
         run = {"num_processes": accelerator.num_processes, "device": str(accelerator.device), "resumed_at": step}
         (output / "run_info.json").write_text(json.dumps(run, indent=2))
-    log_path = output / "log.csv"
+    # Appends with or without --resume: one log per output_dir, as its checkpoints are kept too.
+    log = CsvLog(output / LOG_FILE, LOG_COLUMNS, append=True) if accelerator.is_main_process else None
     generator = torch.Generator().manual_seed(config.seed * 1009 + step * 7 + accelerator.process_index)
     choices = random.Random(config.seed + step + accelerator.process_index)
     nets = accelerator.unwrap_model(module).nets
@@ -272,8 +275,8 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
                 ema.step(trainable)
             step += 1
             if accelerator.is_main_process and (step % config.log_every == 0 or step == 1):
-                _log(log_path, step, loss.item(), per_sample, dropped, time.perf_counter() - started)
-            if step % config.checkpoint_every == 0 or step == config.max_steps:
+                log.write(log_row(step, loss.item(), per_sample, dropped, time.perf_counter() - started))
+            if checkpoint_due(step, config.max_steps, config.checkpoint_every):
                 accelerator.wait_for_everyone()
                 accelerator.save_state(str(checkpoints / f"step-{step}"))
                 if accelerator.is_main_process:
@@ -312,22 +315,24 @@ def training_step(nets, vae, batch, config: TrainConfig, uses_audio: bool, num_p
     with torch.no_grad():
         latents, stack_latents = clip_and_reference_latents(vae, batch, num_past, drop_past)
 
-    keep_reference = ~drop_mask(b, dropout.reference, generator).to(device)
-    face_embedding = batch["face_embedding"] * keep_reference[:, None]
-    face_tokens = nets["image_proj"](face_embedding)
+    # Condition dropout: a dropped condition is what the unconditional guidance pass sees (pipelines/conditions.py).
+    # Stage 1 has no audio modules: its samples see neither the audio nor the emotion.
+    kept = Kept(
+        reference=~drop_mask(b, dropout.reference, generator).to(device),
+        audio=(~drop_mask(b, dropout.audio, generator) if uses_audio else torch.zeros(b, dtype=torch.bool)).to(device),
+        emotion=torch.full((b,), uses_audio, device=device),
+    )
+    face_tokens = nets["image_proj"](conditions.face_embeddings(batch["face_embedding"], kept.reference))
     reference = nets["reference_net"](stack_latents, face_tokens)
     memory = nets["diffusion_net"].write_memory(reference)
-
-    audio_tokens = nets["audio_proj"](batch["audio_features"])
-    keep_audio = ~drop_mask(b, dropout.audio, generator).to(device) if uses_audio else torch.zeros(b, dtype=bool)
-    audio_tokens = audio_tokens * keep_audio.to(device)[:, None, None, None]
-    emotion = batch["emotion"] if uses_audio else torch.full_like(batch["emotion"], NO_EMOTION)
+    audio_tokens = conditions.audio_tokens(nets["audio_proj"](batch["audio_features"]), kept.audio)
+    emotion = conditions.emotions(batch["emotion"], kept.emotion)
 
     sigmas = sample_sigmas(b, generator).to(device)
     noise = torch.randn(latents.shape, generator=generator).to(device)
     noisy = add_noise(latents, noise, sigmas)
     velocity = nets["diffusion_net"](
-        noisy, sigmas * 1000, reference, face_tokens, audio_tokens, emotion, memory, use_reference=keep_reference
+        noisy, sigmas * 1000, reference, face_tokens, audio_tokens, emotion, memory, use_reference=kept.reference
     )
     emphasis = [(motion_map(latents), config.motion_loss_weight)] if config.motion_loss_weight else []
     if config.reference_loss_weight:
@@ -338,15 +343,10 @@ def training_step(nets, vae, batch, config: TrainConfig, uses_audio: bool, num_p
     return loss, per_sample.detach(), dropped
 
 
-def _log(path: Path, step: int, loss: float, per_sample: torch.Tensor, dropped: int, elapsed: float) -> None:
-    new = not path.exists()
-    with path.open("a", newline="") as handle:
-        writer = csv.writer(handle)
-        if new:
-            writer.writerow(["step", "loss", "raw_loss_mean", "spikes_dropped", "elapsed_s"])
-        raw = per_sample.mean().item()
-        raw_text = f"{raw:.6f}" if math.isfinite(raw) else "nan"
-        writer.writerow([step, f"{loss:.6f}", raw_text, dropped, f"{elapsed:.1f}"])
+def log_row(step: int, loss: float, per_sample: torch.Tensor, dropped: int, elapsed: float) -> list:
+    """One row of log.csv (LOG_COLUMNS): the filtered loss, the raw mean before the spike filter, samples dropped."""
+    raw = per_sample.mean().item()
+    return [step, f"{loss:.6f}", f"{raw:.6f}" if math.isfinite(raw) else "nan", dropped, f"{elapsed:.1f}"]
 
 
 def _prune(folder: Path, keep: int) -> None:

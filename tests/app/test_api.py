@@ -78,6 +78,25 @@ def test_analyze_override_and_generate_a_bundled_example(client, media, run_args
     assert set(saved["emotions"]["used_per_clip"]) == {"sad"}
 
 
+def test_the_timeline_shows_the_plan_a_run_uses(app, media):
+    """The Emotions panel's timeline and a run of the same choices come from one plan (pipelines/emotions.py):
+    the same clips, detected and used labels, with the segment override winning over the global emotion."""
+    from memo_app.service import TABLE_HEADERS, emotion_overrides
+
+    _, service = app
+    audio, table = str(media["short_speech"]), {"headers": TABLE_HEADERS, "data": [[0.6, 1.0, "", None, "Sad"]]}
+    _, shown = service._timeline(service._analysis(audio, 30), emotion_overrides("happy", table))
+    request = service.build_request(
+        image=str(media["portrait"]), audio=audio, table=table, global_choice="happy", emotion_strength=1.0,
+        reference_guidance=1.0, audio_guidance=1.0, steps=1, seed=7, random_seed=False, fps=30, resolution=16,
+        past_frames=16, memory_decay=0.9, model_decay=True, crop_scale=1.8, preview=False,
+    )  # fmt: skip
+    result = service.pipeline(request)
+    assert list(result.clip_emotions.timeline) == shown
+    assert [s["label"] for s in shown] == ["happy", "sad"]  # 2 clips: centres 0.27 s and 0.77 s
+    assert result.clip_emotions.to_dict()["used_per_clip"] == ["happy", "sad"]
+
+
 def test_preview_is_short_and_random_seed_is_echoed(client, media, run_args):
     video, _, status, _, seed = client.predict(
         *run_args(audio="speech", random_seed=True, steps=20), api_name="/preview"

@@ -1,6 +1,6 @@
-"""audio.emotion: official windows and frame mapping, clip votes, segments, overrides, and the detectors."""
+"""audio.emotion: official windows and frame mapping, clip votes, and the detectors (overrides, segments and the
+per-clip plan: tests/pipelines/test_emotions.py)."""
 
-import json
 import sys
 
 import numpy as np
@@ -8,24 +8,16 @@ import pytest
 import torch
 
 from memo_model.audio.emotion import (
-    EMOTION_LABELS,
     LOG_MEL_STATISTICS_DIM,
     NUM_EMOTIONS,
     ClassifierHeadDetector,
     Emotion2VecDetector,
-    EmotionOverrides,
-    EmotionSegment,
     EmotionTrack,
-    SegmentOverride,
-    apply_overrides,
     clip_labels,
     detect_emotions,
-    emotion_index,
     emotion_windows,
     frame_sample_indices,
-    load_overrides,
     log_mel_statistics,
-    segments,
 )
 from memo_model.errors import InputError, SetupError
 from memo_model.models.emotion_classifier import AudioEmotionClassifier
@@ -125,7 +117,7 @@ def test_frames_take_the_probabilities_of_their_second():
     np.testing.assert_allclose(track.frame_probabilities.sum(axis=1), 1.0)
 
 
-# --- clips and segments -----------------------------------------------------------------------------------------
+# --- clips ------------------------------------------------------------------------------------------------------
 
 
 def test_majority_vote_per_clip_with_ties_to_the_smallest_label():
@@ -145,113 +137,10 @@ def test_clip_labels_reject_non_emotions():
         clip_labels(np.array([0, NUM_EMOTIONS]))
 
 
-def constructed_track() -> EmotionTrack:
-    """12 frames at 4 fps, clips of 4: happy, happy, sad (2 frames disagree within the first clip)."""
-    happy, sad, neutral = (emotion_index(name) for name in ("happy", "sad", "neutral"))
-    probabilities = np.zeros((12, NUM_EMOTIONS), np.float32)
-    probabilities[:8, happy] = 0.8
-    probabilities[:8, neutral] = 0.2
-    probabilities[1:3, [happy, neutral]] = [0.4, 0.6]
-    probabilities[8:, sad] = 1.0
-    return EmotionTrack.from_probabilities(probabilities, fps=4)
-
-
-def test_segments_from_a_track():
-    found = segments(constructed_track(), clip_length=4)
-    assert [(s.start, s.end, s.label) for s in found] == [(0.0, 2.0, "happy"), (2.0, 3.0, "sad")]
-    assert found[0].confidence == pytest.approx((6 * 0.8 + 2 * 0.4) / 8)
-    assert found[0].probabilities["neutral"] == pytest.approx((6 * 0.2 + 2 * 0.6) / 8)
-    assert found[1].confidence == pytest.approx(1.0)
-    assert sum(found[0].probabilities.values()) == pytest.approx(1.0)
-    assert EmotionSegment.from_dict(json.loads(json.dumps(found[0].to_dict()))) == found[0]
-
-
-def test_segments_of_used_labels_and_a_partial_last_clip():
-    track = constructed_track()
-    used = apply_overrides(clip_labels(track.frame_labels, 5), EmotionOverrides("angry"), fps=4, clip_length=5)
-    found = segments(track, clip_length=5, labels=used)
-    assert [(s.start, s.end, s.label) for s in found] == [(0.0, 3.0, "angry")]
-    assert found[0].confidence == pytest.approx(0.0)
-
-
 def test_track_is_read_only():
-    track = constructed_track()
+    track = EmotionTrack.from_probabilities(np.eye(NUM_EMOTIONS, dtype=np.float32)[:3], fps=4)
     with pytest.raises(ValueError):
         track.frame_labels[0] = 1
-
-
-# --- overrides --------------------------------------------------------------------------------------------------
-
-
-def test_global_override_replaces_every_clip():
-    used = apply_overrides(np.array([0, 3, 6]), EmotionOverrides(global_label="Happy"), fps=16)
-    np.testing.assert_array_equal(used, [emotion_index("happy")] * 3)
-
-
-def test_segment_override_applies_to_clips_whose_centre_it_covers():
-    # clips of 1 s at fps=16: centres 0.5, 1.5, 2.5, 3.5
-    overrides = EmotionOverrides(segments=(SegmentOverride(1.0, 2.6, "sad"),))
-    used = apply_overrides(np.zeros(4, np.int64), overrides, fps=16)
-    np.testing.assert_array_equal(used, [0, emotion_index("sad"), emotion_index("sad"), 0])
-
-
-def test_segments_win_over_the_global_emotion_and_later_segments_win():
-    overrides = EmotionOverrides("happy", ((0.0, 2.0, "sad"), (1.0, 3.0, "angry")))
-    used = apply_overrides(np.zeros(4, np.int64), overrides, fps=16)
-    names = [EMOTION_LABELS[i] for i in used]
-    assert names == ["sad", "angry", "angry", "happy"]
-
-
-def test_an_override_to_the_end_of_the_audio_covers_the_padded_last_clip():
-    overrides = EmotionOverrides(segments=((1.0, 2.2, "fearful"),))
-    assert EMOTION_LABELS[apply_overrides(np.zeros(3, np.int64), overrides, fps=16)[-1]] == "angry"
-    used = apply_overrides(np.zeros(3, np.int64), overrides, fps=16, duration=2.2)
-    assert EMOTION_LABELS[used[-1]] == "fearful"
-
-
-def test_bad_overrides_explain_the_choices():
-    with pytest.raises(ValueError, match="choose one of: angry, disgusted"):
-        EmotionOverrides(global_label="joyful")
-    with pytest.raises(ValueError, match="start < end"):
-        SegmentOverride(2.0, 1.0, "sad")
-    with pytest.raises(ValueError, match="choose one of"):
-        SegmentOverride(0.0, 1.0, "meh")
-
-
-def test_load_overrides_from_a_file_and_from_text(tmp_path):
-    path = tmp_path / "emotions.json"
-    data = {"global": "neutral", "segments": [{"start": 0, "end": 2.5, "label": "SAD"}]}
-    path.write_text(json.dumps(data))
-    loaded = load_overrides(path)
-    assert loaded == EmotionOverrides("neutral", (SegmentOverride(0.0, 2.5, "sad"),))
-    assert load_overrides(str(path)) == loaded
-    assert load_overrides(json.dumps(loaded.to_dict())) == loaded
-    assert load_overrides('{"global": "happy"}') == EmotionOverrides("happy")
-    assert load_overrides({"segments": []}).is_empty
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ('{"global": "happy",', "not valid JSON"),
-        ('["happy"]', "JSON object"),
-        ('{"emotion": "happy"}', "Unknown key"),
-        ('{"segments": {"start": 0}}', "must be a list"),
-        ('{"segments": [{"start": 0, "end": 1}]}', "exactly the keys"),
-        ('{"segments": [{"start": "0", "end": 1, "label": "sad"}]}', "number of seconds"),
-        ('{"segments": [{"start": 0, "end": 1, "label": "bored"}]}', "choose one of"),
-    ],
-)
-def test_bad_override_files_say_what_is_wrong(tmp_path, text, message):
-    path = tmp_path / "bad.json"
-    path.write_text(text)
-    with pytest.raises(InputError, match=message):
-        load_overrides(path)
-
-
-def test_missing_override_file(tmp_path):
-    with pytest.raises(InputError, match="does not exist"):
-        load_overrides(tmp_path / "nope.json")
 
 
 # --- detectors --------------------------------------------------------------------------------------------------
@@ -289,7 +178,7 @@ def test_classifier_head_detector_end_to_end(seconds):
     np.testing.assert_array_equal(track.frame_labels, track.frame_probabilities.argmax(axis=1))
     again = detect_emotions(waveform, detector, fps=25)
     np.testing.assert_array_equal(again.frame_probabilities, track.frame_probabilities)
-    assert segments(track)[-1].end == pytest.approx(frames / 25)
+    assert track.duration == pytest.approx(frames / 25)
     assert detect_emotions(waveform, detector, fps=25, num_frames=7).num_frames == 7
 
 

@@ -1,15 +1,10 @@
-"""bench/flops.py on the tiny preset at 16 px: the counts behave as the two clip loops do (meta tensors, seconds)."""
-
-import sys
-from pathlib import Path
+"""bench.flops on the tiny preset at 16 px: the counts behave as the two clip loops do (meta tensors, seconds)."""
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # bench/ is a namespace package at the repo root
-
-from bench import flops  # noqa: E402
-from memo_model.pipelines.pipeline_memo import DECODE_BATCH  # noqa: E402
+from bench import flops
+from memo_model.pipelines.pipeline_memo import DECODE_BATCH
 
 RESOLUTION = 16  # tiny VAE factor 2: 8 x 8 latents
 PAST = 16

@@ -15,14 +15,9 @@ from memo_model.data.synthetic.analyzer import (
     load_analyzer,
     save_analyzer,
 )
-from memo_model.data.synthetic.analyzer_training import (
-    best_threshold,
-    identity_pairs,
-    r_squared,
-    verification_accuracy,
-)
 from memo_model.data.synthetic.identity import HELD_OUT_SEED_START
 from memo_model.data.synthetic.sample import make_sample
+from memo_model.tiny.analyzer import best_threshold, identity_pairs, r_squared, verification_accuracy
 
 TEST_IDENTITIES = HELD_OUT_SEED_START + 900_000  # held-out block used only by this test
 

@@ -12,7 +12,7 @@ from memo_model.data.synthetic.speech import (
     synthesize_segment,
     synthesize_speech,
 )
-from memo_model.evaluation.metrics import pearson
+from memo_model.metrics import pearson
 
 
 def syllables_per_second(openness: np.ndarray) -> float:

@@ -11,28 +11,36 @@ from PIL import Image
 
 from memo_model.data.synthetic.analyzer import load_analyzer
 from memo_model.data.synthetic.dataset_writer import read_metadata, read_video
-from memo_model.data.synthetic.sample import make_sample
 from memo_model.errors import InputError
 from memo_model.evaluation.evaluate import (
     PARTS,
     EvaluationConfig,
-    clip_segments,
+    choose_parts,
     evaluate,
-    expression_of,
-    identity_over_time,
-    lip_sync_of,
-    per_clip_truth,
-    read_frames,
+    generation_request,
+    planned_videos,
     reproduce_command,
+)
+from memo_model.evaluation.parts import (
+    ABLATION_ORDER,
+    Expression,
+    Frechet,
+    IdentityOverTime,
+    LipSync,
+    MemoryAblation,
+    PortraitIdentity,
+    Take,
     request_segments,
     wrong_segments,
 )
-from memo_model.evaluation.metrics import identity_similarity
 from memo_model.evaluation.report import markdown_table, write_report
+from memo_model.evaluation.scoring import expression_of, read_frames
 from memo_model.loading import load_pipeline
+from memo_model.metrics import identity_similarity
+from memo_model.pipelines.emotions import EmotionOverrides
 from memo_model.testing import write_random_tiny_weights
 
-HELD_OUT = 1_000_003
+TRUTH = [{"emotion": 3, "label": "happy", "start_frame": 0, "end_frame": 30}]
 
 
 def _numbers_or_explained_nulls(value, path: str, reasons: dict) -> None:
@@ -99,14 +107,6 @@ def test_every_documented_key_is_a_finite_number(evaluation):
     _numbers_or_explained_nulls(measured, "", result["null_reasons"])
 
 
-def test_per_clip_truth_gives_each_clip_its_majority_label():
-    segments = [{"emotion": 1, "start_frame": 0, "end_frame": 10}, {"emotion": 2, "start_frame": 10, "end_frame": 40}]
-    labels = per_clip_truth(segments, 40, clip_frames=16)
-    np.testing.assert_array_equal(labels, [1] * 16 + [2] * 24)  # clip 0 has 10 frames of 1 and 6 of 2
-    uncovered = per_clip_truth([{"emotion": 3, "start_frame": 4, "end_frame": 8}], 20, clip_frames=16)
-    np.testing.assert_array_equal(uncovered, [3] * 16 + [-1] * 4)  # unlabelled frames do not vote
-
-
 def test_ablation_has_the_three_modes_with_identity_and_lip_sync(evaluation):
     config, result, _ = evaluation
     ablation = result["ablation"]
@@ -134,35 +134,58 @@ def test_report_files_render(evaluation):
         assert (config.output / "videos" / f"long_s000000_{mode}.mp4").is_file()
 
 
-def test_the_scoring_helpers_read_the_video_they_are_given():
-    # The plumbing check: the same helper that scores generated frames scores a ground-truth render near-perfectly,
-    # so the untrained model's low numbers come from its video, not from the scoring.
-    analyzer = load_analyzer()
-    sample = make_sample(HELD_OUT, seed=11, num_frames=60, size=96)
-    readings = read_frames(sample.frames, analyzer, resolution=None)
-    assert lip_sync_of(readings, sample.labels["mouth_open"])["correlation"] >= 0.9
-    shuffled = np.random.default_rng(0).permutation(sample.labels["mouth_open"])
-    assert lip_sync_of(readings, shuffled)["correlation"] < 0.5
+def test_each_choice_of_parts_runs_the_parts_it_names():
+    def chosen(*names):
+        return choose_parts(EvaluationConfig(output="x", parts=names, window_seconds=1.0, long_seconds=3.0))
 
-
-def test_override_tracks():
-    truth = [{"emotion": 3, "label": "happy", "start_frame": 0, "end_frame": 30}]
-    assert request_segments(truth) == ((0.0, 1.0, "happy"),)
-    wrong = wrong_segments(truth)
-    assert wrong[0]["emotion"] != 3 and wrong[0]["start_frame"] == 0 and wrong[0]["end_frame"] == 30
-    assert clip_segments((1, 2), 20) == [
-        {"emotion": 1, "start_frame": 0, "end_frame": 16},
-        {"emotion": 2, "start_frame": 16, "end_frame": 20},
+    everything = chosen(*PARTS)
+    assert [type(part) for part in everything] == [
+        LipSync,
+        PortraitIdentity,
+        Expression,
+        Frechet,
+        IdentityOverTime,
+        MemoryAblation,
     ]
-    assert clip_segments((None,), 16) is None
+    assert everything[0].reported and (everything[4].window_seconds, everything[4].long_seconds) == (1.0, 3.0)
+    assert "--parts ablation --output x" in everything[5].command and "--samples 1" in everything[5].command
+    # Any part reading the held-out takes brings their rows' lip-sync and identity to the portrait, not the lip-sync
+    # block; the long-video parts alone read no take.
+    assert chosen("expression") == [LipSync(reported=False), PortraitIdentity(), Expression()]
+    assert chosen("frechet", "lipsync") == [LipSync(), PortraitIdentity(), Frechet()]
+    assert chosen("ablation", "identity") == [everything[4], everything[5]]
 
 
-def test_identity_windows():
-    similarity = np.concatenate([np.ones(60), np.zeros(60)])
-    over_time = identity_over_time(similarity, fps=30, window_seconds=1.0, long_seconds=2.0)
-    assert over_time["first_window"] == 1.0 and over_time["after_long"] == 0.0 and over_time["drift"] == 1.0
-    assert [w["mean"] for w in over_time["by_window"]] == [1.0, 1.0, 0.0, 0.0]
-    assert identity_over_time(similarity, 30, 1.0, 10.0)["after_long"] is None
+def test_the_plan_generates_each_video_once_in_a_fixed_order(tmp_path):
+    takes = [
+        Take(f"s{i:06d}", 1_000_000 + i, 30, "portrait.png", f"s{i}.wav", {"segments": TRUTH, "mouth_open": []})
+        for i in range(2)
+    ]
+    long = Take("long_s000000", 1_000_000, 90, "portrait.png", "long.wav", {"segments": [], "mouth_open": []})
+    everything = planned_videos(choose_parts(EvaluationConfig(output="x")), takes, long)
+    assert list(everything) == [
+        *(f"s{i:06d}_{video}" for i in range(2) for video in ("detected", "override", "wrong")),
+        *(f"long_s000000_{mode}" for mode in ABLATION_ORDER),
+    ]
+    take, changes = everything["s000001_wrong"]
+    assert take is takes[1] and changes == {
+        "emotions": EmotionOverrides(segments=request_segments(wrong_segments(TRUTH)))
+    }
+    assert everything["s000000_override"][1] == {"emotions": EmotionOverrides(segments=((0.0, 1.0, "happy"),))}
+    assert everything["s000000_detected"][1] == {} and everything["long_s000000_recent"][1] == {
+        "memory_mode": "recent"
+    }
+
+    def names(*parts):
+        config = EvaluationConfig(output="x", parts=parts)
+        return list(planned_videos(choose_parts(config), takes, long))
+
+    assert names("lipsync", "frechet") == ["s000000_detected", "s000001_detected"]
+    assert names("identity") == ["long_s000000_full"]
+    request = generation_request(
+        EvaluationConfig(output="x", guidance=(1.0, 2.0, 3.0)), take, tmp_path / "v.mp4", changes
+    )
+    assert (request.image, request.audio, request.emotion_guidance) == ("portrait.png", "s1.wav", 3.0)
 
 
 def test_cli_parses_the_documented_options():

@@ -17,6 +17,7 @@ import torch
 
 from memo_model.__main__ import main
 from memo_model.pipelines.batch import run_batch
+from memo_model.pipelines.emotions import EmotionOverrides
 from memo_model.pipelines.request import GenerationRequest
 from memo_model.vision.video_io import probe_media
 
@@ -44,7 +45,9 @@ def write_jobs(path: Path, jobs: list[tuple[str | None, GenerationRequest]]) -> 
 
 
 def job(media: Path, seed: int, image: str = "portrait.png") -> GenerationRequest:
-    return GenerationRequest(image=media / image, audio=media / "speech_0.5s.wav", steps=1, seed=seed, emotion="happy")
+    return GenerationRequest(
+        image=media / image, audio=media / "speech_0.5s.wav", steps=1, seed=seed, emotions=EmotionOverrides("happy")
+    )
 
 
 def final_videos(folder: Path) -> set[str]:

@@ -10,6 +10,7 @@ from transformers import Wav2Vec2Config, Wav2Vec2Model
 from memo_model.errors import SetupError
 from memo_model.loading import load_pipeline
 from memo_model.models.presets import COMPONENT_CLASSES, preset_config
+from memo_model.pipelines.emotions import EmotionOverrides
 from memo_model.pipelines.request import GenerationRequest
 from memo_model.testing import TINY_RESOLUTION, tiny_vae
 from memo_model.vision.face import InsightFaceEmbedder
@@ -63,7 +64,7 @@ def test_official_path_needs_insightface_and_says_so(official_like, media, tmp_p
     )  # fmt: skip
     request = GenerationRequest(
         image=media / "portrait.png", audio=media / "speech_0.5s.wav", output=tmp_path / "x.mp4",
-        resolution=TINY_RESOLUTION, steps=1, emotion="neutral",
+        resolution=TINY_RESOLUTION, steps=1, emotions=EmotionOverrides("neutral"),
     )  # fmt: skip
     with pytest.raises(SetupError, match="insightface"):
         pipeline(request)
@@ -87,7 +88,7 @@ def test_wav2vec2_path_runs_end_to_end_with_an_identity_embedder(official_like, 
     pipeline.identity_embedder = ConstantIdentity()
     result = pipeline(GenerationRequest(
         image=media / "portrait.png", audio=media / "speech_0.5s.wav", output=tmp_path / "x.mp4",
-        resolution=TINY_RESOLUTION, steps=1, emotion="sad",
+        resolution=TINY_RESOLUTION, steps=1, emotions=EmotionOverrides("sad"),
     ))  # fmt: skip
     assert probe_media(result.video_path)["video_frames"] == 15
     settings = json.loads(result.settings_path.read_text())

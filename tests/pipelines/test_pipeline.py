@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from memo_model.errors import InputError
+from memo_model.pipelines.emotions import EmotionOverrides
 from memo_model.pipelines.request import GenerationRequest
 from memo_model.vision.video_io import probe_media
 
@@ -68,7 +69,10 @@ def test_emotion_override_reaches_the_model(pipeline, media, tmp_path):
     frames, used = {}, {}
     for label in ("happy", "sad"):
         seen = []
-        result = pipeline(request(media, tmp_path / label, seconds=0.5, emotion=label, steps=1), callback=seen.append)
+        result = pipeline(
+            request(media, tmp_path / label, seconds=0.5, emotions=EmotionOverrides(label), steps=1),
+            callback=seen.append,
+        )
         frames[label] = collect_frames(seen)
         used[label] = json.loads(result.settings_path.read_text())["emotions"]["used_per_clip"]
     assert used == {"happy": ["happy"], "sad": ["sad"]}
@@ -76,8 +80,8 @@ def test_emotion_override_reaches_the_model(pipeline, media, tmp_path):
 
 
 def test_segment_override_applies_per_clip(pipeline, media, tmp_path):
-    overrides = {"emotion": "angry", "emotion_segments": ((0.6, 1.0, "happy"),), "steps": 1}
-    result = pipeline(request(media, tmp_path, seconds=1.0, **overrides))
+    overrides = EmotionOverrides("angry", ((0.6, 1.0, "happy"),))
+    result = pipeline(request(media, tmp_path, seconds=1.0, emotions=overrides, steps=1))
     assert result.clip_emotions.to_dict()["used_per_clip"] == ["angry", "happy"]
 
 
@@ -127,14 +131,16 @@ def test_existing_output_is_never_overwritten(pipeline, media, tmp_path):
     [
         ({"steps": 0}, "Denoising steps must be between 1 and 100"),
         ({"reference_guidance": 11.0}, "Reference guidance must be between 0 and 10"),
-        ({"emotion": "grumpy"}, "Unknown emotion 'grumpy'"),
-        ({"emotion_segments": ((2.0, 1.0, "sad"),)}, "0 <= start < end"),
+        ({"emotions": ("grumpy",)}, "Unknown emotion 'grumpy'"),
+        ({"emotions": (None, ((2.0, 1.0, "sad"),))}, "0 <= start < end"),
         ({"past_frames": 0}, "Past frames must be between 1 and 48"),
         ({"fps": 7}, "Frames per second must be between 10 and 60"),
     ],
 )
 def test_out_of_range_settings_are_refused_before_any_work(pipeline, media, tmp_path, settings, message):
-    with pytest.raises(InputError, match=message):
+    with pytest.raises(InputError, match=message):  # the emotions are checked when built, the rest by the pipeline
+        if "emotions" in settings:
+            settings = {**settings, "emotions": EmotionOverrides(*settings["emotions"])}
         pipeline(request(media, tmp_path, seconds=0.5, **settings))
     assert not any(tmp_path.iterdir())
 
@@ -163,7 +169,7 @@ def test_too_long_audio_is_refused(pipeline, media, tmp_path):
 
 
 def test_request_round_trips_through_json(media, tmp_path):
-    original = request(media, tmp_path, emotion="happy", emotion_segments=((0.0, 1.0, "sad"),))
+    original = request(media, tmp_path, emotions=EmotionOverrides("happy", ((0.0, 1.0, "sad"),)))
     restored = GenerationRequest.from_dict(json.loads(json.dumps(original.to_dict())))
     assert restored.to_dict() == original.to_dict()
     with pytest.raises(InputError, match="Unknown setting"):

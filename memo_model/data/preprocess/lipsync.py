@@ -8,7 +8,7 @@ Scorers:
   * ``MouthDarknessScorer`` (offline default): the mouth region of the crop gets darker as the mouth opens (the
     mouth cavity shows), so its mean darkness per frame is a mouth-opening track; it is correlated with the audio's
     mouth-opening estimate (first-formant energy, ``mouth_open_from_audio``) over offsets of ±15 frames with the
-    evaluation metric ``memo_model.evaluation.metrics.lip_sync``. Confidence = best correlation minus the median
+    evaluation metric ``memo_model.metrics.lip_sync``. Confidence = best correlation minus the median
     over offsets, the Sync-C analogue. Crude (beards, teeth and lighting also change darkness), but offline.
   * ``AnalyzerLipSyncScorer``: the same correlation with the mouth opening read by the synthetic world's face
     analyzer (``memo_model.data.synthetic.analyzer``), for synthetic-looking faces; needs its trained weights.
@@ -31,7 +31,7 @@ from memo_model.data.preprocess.clip import Clip, reject
 from memo_model.data.synthetic.speech import FPS as ENVELOPE_FPS
 from memo_model.data.synthetic.speech import mouth_open_from_audio
 from memo_model.errors import SetupError
-from memo_model.evaluation.metrics import DEFAULT_MAX_OFFSET, lip_sync
+from memo_model.metrics import DEFAULT_MAX_OFFSET, lip_sync
 
 # The mouth inside a face box, as fractions of the box (x from the left, y from the top). Set for brows-to-chin
 # boxes (OpenCV Haar): the lips sit at 65-95 % of the box height, the middle 40 % of its width.

@@ -2,7 +2,7 @@
 
 identity.py (people from seeds) → expression.py (emotion → face parameters) → renderer.py (frames) ←
 speech.py (emotional speech + mouth tracks) ← sample.py (segments + speech → frames, audio, labels) →
-dataset_writer.py (on-disk format) ; analyzer.py + analyzer_training.py (the measuring network) ;
+dataset_writer.py (on-disk format) ; analyzer.py (the measuring network, trained by memo_model/tiny/analyzer.py) ;
 contact_sheet.py (looking at it) ; cli.py (``python -m memo_model synth ...``).
 """
 

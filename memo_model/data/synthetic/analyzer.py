@@ -2,8 +2,9 @@
 
 It is the measuring instrument of the synthetic world — the stand-in for SyncNet (mouth opening),
 an expression classifier, ArcFace (identity embedding) and the Inception features of FID (``features``).
-Trained by ``analyzer_training.py`` on renders; weights ship in ``assets/analyzer/`` (config.json +
-model.safetensors).
+Trained by ``memo_model/tiny/analyzer.py`` on renders; weights ship in ``assets/analyzer/`` (config.json +
+model.safetensors). ``score_video`` reads one video with it and scores the readings against whatever is known of
+the video (``python -m memo_model synth score``).
 
 Dimension legend: b batch, s input side (``image_size``), c channels, d feature dim, e embedding dim.
 """
@@ -14,13 +15,18 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import soundfile as sf
 import torch
 import torch.nn.functional as F
 from einops import rearrange
+from PIL import Image
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from memo_model.audio.emotion import SELECTABLE_EMOTIONS
+from memo_model.data.synthetic.dataset_writer import read_video
+from memo_model.data.synthetic.speech import SAMPLE_RATE, mouth_open_from_audio
+from memo_model.metrics import expression_accuracy, frame_labels, identity_drift, identity_similarity, lip_sync
 
 DEFAULT_ANALYZER_DIR = Path(__file__).resolve().parents[3] / "assets" / "analyzer"
 HEAD_POSE_NAMES = ("yaw", "roll", "tx", "ty")
@@ -163,3 +169,69 @@ def analyze_frames(model: FaceAnalyzer, frames: np.ndarray, batch_size: int = 25
     result = {k: np.concatenate(v) for k, v in outputs.items()}
     result["expression"] = result["expression_probs"].argmax(-1)
     return result
+
+
+# --- scoring one video -----------------------------------------------------------------------------------------
+
+
+def video_frames(video: str | Path | np.ndarray) -> np.ndarray:
+    """An mp4's frames, or the frames themselves: (f, h, w, 3) uint8."""
+    return video if isinstance(video, np.ndarray) else read_video(video)
+
+
+def _audio(audio: str | Path | np.ndarray) -> np.ndarray:
+    if isinstance(audio, np.ndarray):
+        return audio
+    data, rate = sf.read(str(audio), dtype="float32", always_2d=True)
+    if rate != SAMPLE_RATE:
+        raise ValueError(f"{audio} is sampled at {rate} Hz; resample it to {SAMPLE_RATE} Hz mono first.")
+    return data.mean(axis=1)
+
+
+def score_video(
+    video: str | Path | np.ndarray,
+    audio: str | Path | np.ndarray | None = None,
+    labels: dict | str | Path | None = None,
+    reference: str | Path | np.ndarray | None = None,
+    requested_segments: list[dict] | None = None,
+    analyzer: FaceAnalyzer | None = None,
+) -> dict:
+    """All per-video metrics that the given inputs allow: the synthetic SyncNet / expression / ArcFace measurements.
+
+    video: mp4 path or (f, h, w, 3) uint8. audio: wav path or (n,) float at 16 kHz. labels: a labels JSON
+    (dict or path) with the ground-truth "mouth_open" track and "segments". reference: the reference image
+    (path or (h, w, 3) uint8). requested_segments: emotion segments the video was asked to show (defaults to
+    the labels' segments; pass another track to test an emotion override). The lip-sync reference track is the
+    labels' ground-truth mouth opening when known, else an estimate from the audio alone (``mouth_open_from_audio``).
+    """
+    analyzer = analyzer or load_analyzer()
+    frames = video_frames(video)
+    readings = analyze_frames(analyzer, frames)
+    num_frames = frames.shape[0]
+    if isinstance(labels, str | Path):
+        labels = json.loads(Path(labels).read_text())
+    scores: dict = {"num_frames": num_frames}
+
+    # 1. Lip-sync against the audio-driven mouth track.
+    if labels is not None and "mouth_open" in labels:
+        target = np.asarray(labels["mouth_open"], dtype=np.float32)[:num_frames]
+        scores["lip_sync_reference"] = "labels"
+    elif audio is not None:
+        target = mouth_open_from_audio(_audio(audio), num_frames)
+        scores["lip_sync_reference"] = "audio"
+    else:
+        target = None
+    if target is not None:
+        scores["lip_sync"] = lip_sync(readings["mouth_open"][: len(target)], target).to_dict()
+
+    # 2. Expression accuracy against the requested labels.
+    segments = requested_segments if requested_segments is not None else (labels or {}).get("segments")
+    if segments:
+        scores["expression_accuracy"] = expression_accuracy(readings["expression"], frame_labels(segments, num_frames))
+
+    # 3. Identity similarity to the reference image over time.
+    if reference is not None:
+        image = np.asarray(Image.open(reference).convert("RGB")) if isinstance(reference, str | Path) else reference
+        reference_embedding = analyze_frames(analyzer, image[None])["identity"][0]
+        scores["identity"] = identity_drift(identity_similarity(readings["identity"], reference_embedding))
+    return scores

@@ -41,7 +41,7 @@ def _contact_sheet(args: argparse.Namespace) -> None:
 
 
 def _train_analyzer(args: argparse.Namespace) -> None:
-    from memo_model.data.synthetic.analyzer_training import train_analyzer
+    from memo_model.tiny.analyzer import train_analyzer
 
     report = train_analyzer(
         args.output,
@@ -56,14 +56,13 @@ def _train_analyzer(args: argparse.Namespace) -> None:
 
 def _evaluate_analyzer(args: argparse.Namespace) -> None:
     from memo_model.data.synthetic.analyzer import load_analyzer
-    from memo_model.data.synthetic.analyzer_training import evaluate_analyzer
+    from memo_model.tiny.analyzer import evaluate_analyzer
 
     print(json.dumps(evaluate_analyzer(load_analyzer(args.analyzer), num_videos=args.videos), indent=2))
 
 
 def _score(args: argparse.Namespace) -> None:
-    from memo_model.data.synthetic.analyzer import load_analyzer
-    from memo_model.evaluation.scoring import score_video
+    from memo_model.data.synthetic.analyzer import load_analyzer, score_video
 
     scores = score_video(args.video, args.audio, args.labels, args.reference, analyzer=load_analyzer(args.analyzer))
     print(json.dumps(scores, indent=2))

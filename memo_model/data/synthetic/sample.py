@@ -165,6 +165,26 @@ def face_states(speech: Speech, segments: list[Segment], rng: np.random.Generato
     return states, labels
 
 
+def random_state(rng: np.random.Generator) -> FaceState:
+    """One frame state, independent of any video, covering everything a talking video can show (expression blends
+    included): the frames the face analyzer and MEMO-Tiny's VAE train on."""
+    expression = one_hot_expression(int(rng.integers(len(SELECTABLE_EMOTIONS))))
+    if rng.random() < 0.2:  # mid-transition frames
+        other = one_hot_expression(int(rng.integers(len(SELECTABLE_EMOTIONS))))
+        mix = rng.uniform(0, 1)
+        expression = (1 - mix) * expression + mix * other
+    return FaceState(
+        mouth_open=0.0 if rng.random() < 0.25 else float(rng.uniform(0, 1)),
+        mouth_shape=float(rng.uniform(-1, 1)),
+        blink=float(rng.uniform(0, 1)) if rng.random() < 0.15 else 0.0,
+        yaw=float(rng.uniform(-1, 1) * HEAD_AMPLITUDE["yaw"]),
+        roll=float(rng.uniform(-1, 1) * HEAD_AMPLITUDE["roll"]),
+        tx=float(rng.uniform(-1, 1) * HEAD_AMPLITUDE["tx"]),
+        ty=float(rng.uniform(-1, 1) * HEAD_AMPLITUDE["ty"]),
+        expression=expression,
+    )
+
+
 def make_sample(
     identity_seed: int,
     seed: int,

@@ -1,6 +1,7 @@
-"""CLI for training MEMO-Tiny's separately trained parts: the VAE and the audio emotion detector head.
+"""CLI for training MEMO-Tiny's separately trained parts: the VAE (vae.py) and the audio emotion detector head
+(emotion_head.py). The face analyzer trains under ``synth train-analyzer`` (data/synthetic/cli.py, analyzer.py).
 
-The lead's ``memo_model/__main__.py`` registers these with ``add_train_parts_parser(subparsers)``::
+``memo_model/__main__.py`` registers these with ``add_train_parts_parser(subparsers)``::
 
     python -m memo_model train-vae --output /tmp/tiny_parts/vae_run --steps 1000 [--resume]
     python -m memo_model train-emotion --output /tmp/tiny_parts/emotion_run --steps 3000 [--resume]
@@ -13,7 +14,7 @@ import argparse
 
 
 def _train_vae(args: argparse.Namespace) -> int:
-    from memo_model.training.train_vae import train_vae
+    from memo_model.tiny.vae import train_vae
 
     train_vae(
         args.output,
@@ -35,7 +36,7 @@ def _train_vae(args: argparse.Namespace) -> int:
 
 
 def _train_emotion(args: argparse.Namespace) -> int:
-    from memo_model.training.train_emotion import train_emotion
+    from memo_model.tiny.emotion_head import train_emotion
 
     train_emotion(
         args.output,

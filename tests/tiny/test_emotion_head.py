@@ -1,4 +1,4 @@
-"""MEMO-Tiny audio emotion detector head (memo_model/training/train_emotion.py, paper appendix E.2): a tiny run
+"""MEMO-Tiny audio emotion detector head (memo_model/tiny/emotion_head.py, paper appendix E.2): a tiny run
 resumes and saves a loadable head, folding the standardisation is exact, and the shipped head recognises
 held-out speakers."""
 
@@ -10,7 +10,7 @@ import torch
 from memo_model.audio.emotion import LOG_MEL_STATISTICS_DIM
 from memo_model.data.synthetic.identity import HELD_OUT_SEED_START
 from memo_model.models.emotion_classifier import AudioEmotionClassifier
-from memo_model.training.train_emotion import (
+from memo_model.tiny.emotion_head import (
     TINY_CLASSIFIER_CONFIG,
     fold_standardisation,
     train_emotion,

@@ -29,7 +29,6 @@ training standardises the features with the training set's mean and std and, bef
 into ``fc1`` (W' = W / std, b' = b − W' · mean). The saved head therefore takes raw ``log_mel_statistics``.
 """
 
-import csv
 import json
 import time
 from pathlib import Path
@@ -56,7 +55,16 @@ from memo_model.data.synthetic.identity import HELD_OUT_SEED_START
 from memo_model.data.synthetic.sample import make_sample, plan_segments
 from memo_model.data.synthetic.speech import FPS, SAMPLE_RATE, sample_voice, synthesize_speech
 from memo_model.models.emotion_classifier import AudioEmotionClassifier
-from memo_model.training.checkpoints import MODEL_FILE, load_checkpoint, save_checkpoint
+from memo_model.training.checkpoints import CHECKPOINT_DIR, save_checkpoint
+from memo_model.training.loop import (
+    LOG_FILE,
+    CsvLog,
+    checkpoint_due,
+    cosine_share,
+    resume_step,
+    set_learning_rate,
+    write_report,
+)
 
 TINY_CLASSIFIER_CONFIG = {
     "num_classifier_layers": 5,  # paper appendix E.2: a 5-layer MLP head
@@ -68,7 +76,6 @@ WINDOW_SECONDS = HOP_SECONDS + 2 * CONTEXT_SECONDS  # 3 s: the detector's middle
 TALK_SECONDS = 6  # length of one multi-emotion "talk": 6 detector windows
 EDGE_WINDOW_SHARE = 0.25  # share of 2 s windows, as the first and last window of every clip
 STD_FLOOR = 1e-3  # a constant feature (e.g. an empty top band) must not blow up the standardisation
-CHECKPOINT_DIR = "checkpoint"
 FEATURES_FILE = "features.npz"
 LOG_COLUMNS = ("step", "loss", "train_accuracy", "lr", "seconds")
 
@@ -208,9 +215,6 @@ def evaluate_end_to_end(
     }
 
 
-# --- checkpoints --------------------------------------------------------------------------------------------------
-
-
 # --- the training run -----------------------------------------------------------------------------------------
 
 
@@ -250,44 +254,32 @@ def train_emotion(
     classifier = AudioEmotionClassifier(**TINY_CLASSIFIER_CONFIG)
     optimizer = torch.optim.AdamW(classifier.parameters(), lr=learning_rate, weight_decay=weight_decay)
     checkpoint = output / CHECKPOINT_DIR
-    step = 0
-    if resume:
-        if not (checkpoint / MODEL_FILE).is_file():
-            raise FileNotFoundError(f"No checkpoint in {checkpoint} to resume from — run once without --resume.")
-        step = load_checkpoint(checkpoint, classifier, optimizer)
-        print(f"resumed from step {step}")
+    step = resume_step(checkpoint, classifier, optimizer) if resume else 0
 
     # 3. Training loop: cross-entropy on logits of standardised features, gradient clipping 1.0 (appendix E.2)
     generator = torch.Generator().manual_seed(seed + step)
-    log_path = output / "log.csv"
-    new_log = not (resume and log_path.is_file())
-    with open(log_path, "w" if new_log else "a", newline="") as log_file:
-        log = csv.writer(log_file)
-        if new_log:
-            log.writerow(LOG_COLUMNS)
-        classifier.train()
-        running_loss, running_correct = 0.0, 0.0
-        while step < steps:
-            for group in optimizer.param_groups:  # cosine decay over the run
-                group["lr"] = learning_rate * 0.5 * (1 + np.cos(np.pi * step / steps))
-            batch = torch.randint(len(train_y), (batch_size,), generator=generator)
-            logits = classifier.logits((train_x[batch] - mean) / std)
-            loss = F.cross_entropy(logits, train_y[batch])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(classifier.parameters(), GRADIENT_CLIP_NORM)
-            optimizer.step()
-            step += 1
-            running_loss += loss.item() / log_every
-            running_correct += (logits.argmax(-1) == train_y[batch]).float().mean().item() / log_every
-            if step % log_every == 0:
-                row = [step, round(running_loss, 5), round(running_correct, 4)]
-                row += [f"{optimizer.param_groups[0]['lr']:.2e}", round(time.time() - started, 1)]
-                log.writerow(row)
-                log_file.flush()
-                running_loss, running_correct = 0.0, 0.0
-            if step % checkpoint_every == 0 or step == steps:
-                save_checkpoint(checkpoint, classifier, optimizer, step)
+    log = CsvLog(output / LOG_FILE, LOG_COLUMNS, append=resume)
+    classifier.train()
+    running_loss, running_correct = 0.0, 0.0
+    while step < steps:
+        set_learning_rate(optimizer, learning_rate * cosine_share(step, steps))  # cosine decay over the run
+        batch = torch.randint(len(train_y), (batch_size,), generator=generator)
+        logits = classifier.logits((train_x[batch] - mean) / std)
+        loss = F.cross_entropy(logits, train_y[batch])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(classifier.parameters(), GRADIENT_CLIP_NORM)
+        optimizer.step()
+        step += 1
+        running_loss += loss.item() / log_every
+        running_correct += (logits.argmax(-1) == train_y[batch]).float().mean().item() / log_every
+        if step % log_every == 0:
+            row = [step, round(running_loss, 5), round(running_correct, 4)]
+            row += [f"{optimizer.param_groups[0]['lr']:.2e}", round(time.time() - started, 1)]
+            log.write(row)
+            running_loss, running_correct = 0.0, 0.0
+        if checkpoint_due(step, steps, checkpoint_every):
+            save_checkpoint(checkpoint, classifier, optimizer, step)
 
     # 4. Fold the standardisation into fc1, evaluate on held-out speakers, save
     classifier.eval()
@@ -308,6 +300,6 @@ def train_emotion(
         "end_to_end": evaluate_end_to_end(classifier, end_to_end_samples) if end_to_end_samples else None,
     }
     report["seconds"] = round(time.time() - started, 1)
-    (output / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_report(output, report)
     print(json.dumps(report, indent=2))
     return report

@@ -1,4 +1,5 @@
-"""Training and held-out evaluation of the face analyzer, on renders of the synthetic world.
+"""Training and held-out evaluation of the face analyzer (the network: ``data/synthetic/analyzer.py``), on renders
+of the synthetic world.
 
 Frames are rendered on the fly (in one DataLoader worker, so rendering overlaps the optimiser step) from
 random per-frame states of training identities; every frame is new, so there is no fixed data set to
@@ -14,7 +15,6 @@ rendered talking videos, and same/different verification accuracy with a thresho
 identities.
 """
 
-import json
 import time
 from pathlib import Path
 
@@ -24,7 +24,6 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, IterableDataset
 
-from memo_model.audio.emotion import SELECTABLE_EMOTIONS
 from memo_model.data.synthetic.analyzer import (
     HEAD_POSE_NAMES,
     HEAD_POSE_SCALE,
@@ -34,10 +33,10 @@ from memo_model.data.synthetic.analyzer import (
     prepare_frames,
     save_analyzer,
 )
-from memo_model.data.synthetic.expression import one_hot_expression
 from memo_model.data.synthetic.identity import HELD_OUT_SEED_START, sample_identity
-from memo_model.data.synthetic.renderer import FaceRenderer, FaceState
-from memo_model.data.synthetic.sample import HEAD_AMPLITUDE, make_sample
+from memo_model.data.synthetic.renderer import FaceRenderer
+from memo_model.data.synthetic.sample import make_sample, random_state
+from memo_model.training.loop import cosine_share, set_learning_rate, write_report
 
 RENDER_SIZES = (96, 128)  # render at several sizes so the analyzer does not depend on one rasterisation
 COSFACE_SCALE = 16.0  # CosFace (Wang et al. 2018): logit scale and additive cosine margin
@@ -46,27 +45,8 @@ LOSS_WEIGHTS = {"mouth_open": 10.0, "mouth_shape": 3.0, "expression": 1.0, "head
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Data: random frame states of random training identities
+# Data: random frame states (sample.random_state) of random training identities
 # ---------------------------------------------------------------------------------------------------------------
-def random_state(rng: np.random.Generator) -> FaceState:
-    """A frame state covering everything a talking video can show, including expression blends."""
-    expression = one_hot_expression(int(rng.integers(len(SELECTABLE_EMOTIONS))))
-    if rng.random() < 0.2:  # mid-transition frames
-        other = one_hot_expression(int(rng.integers(len(SELECTABLE_EMOTIONS))))
-        mix = rng.uniform(0, 1)
-        expression = (1 - mix) * expression + mix * other
-    return FaceState(
-        mouth_open=0.0 if rng.random() < 0.25 else float(rng.uniform(0, 1)),
-        mouth_shape=float(rng.uniform(-1, 1)),
-        blink=float(rng.uniform(0, 1)) if rng.random() < 0.15 else 0.0,
-        yaw=float(rng.uniform(-1, 1) * HEAD_AMPLITUDE["yaw"]),
-        roll=float(rng.uniform(-1, 1) * HEAD_AMPLITUDE["roll"]),
-        tx=float(rng.uniform(-1, 1) * HEAD_AMPLITUDE["tx"]),
-        ty=float(rng.uniform(-1, 1) * HEAD_AMPLITUDE["ty"]),
-        expression=expression,
-    )
-
-
 def degrade(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Mild blur and noise, so generated (softer, noisier) videos are read like renders."""
     if rng.random() < 0.3:
@@ -238,10 +218,7 @@ def train_analyzer(
     model = FaceAnalyzer(config)
     class_weights = torch.nn.Parameter(torch.randn(num_identities, config.embedding_dim) * 0.01)
     optimizer = torch.optim.AdamW([*model.parameters(), class_weights], lr=learning_rate, weight_decay=1e-4)
-    warmup = max(1, steps // 20)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda i: min(1.0, (i + 1) / warmup) * 0.5 * (1 + np.cos(np.pi * min(i, steps) / steps))
-    )
+    warmup_steps = max(1, steps // 20)  # the first 5 % of the run
     stream = RenderedFrames(num_identities, batch_size, config.image_size, seed)
     # One worker renders the next batch while the main process trains on this one.
     loader = DataLoader(stream, batch_size=None, num_workers=1, prefetch_factor=4)
@@ -249,13 +226,13 @@ def train_analyzer(
     model.train()
     running: dict[str, float] = {}
     for step, (images, targets) in enumerate(loader, start=1):
+        set_learning_rate(optimizer, learning_rate * cosine_share(step - 1, steps, warmup_steps))
         out = model(images)
         losses = analyzer_losses(out, targets, class_weights)
         loss = sum(LOSS_WEIGHTS[k] * v for k, v in losses.items())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        schedule.step()
         for k, v in losses.items():
             running[k] = running.get(k, 0.0) + v.item() / log_every
         if step % log_every == 0:
@@ -277,5 +254,5 @@ def train_analyzer(
     }
     if evaluate:
         report.update(evaluate_analyzer(model))
-    (Path(output_dir) / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_report(Path(output_dir), report)
     return report

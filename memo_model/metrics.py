@@ -1,4 +1,5 @@
-"""Metrics on the synthetic world, as pure functions of arrays (analyzer readings, ground-truth tracks).
+"""Pure metrics on arrays (mouth tracks, expression labels, identity embeddings, features), used by the data
+filters (``data/preprocess/lipsync.py``), the synthetic world's ``synth score`` and the evaluation alike.
 
 These are the synthetic analogues of the paper's measures:
 

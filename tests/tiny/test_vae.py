@@ -1,5 +1,5 @@
-"""MEMO-Tiny VAE training (memo_model/training/train_vae.py): a tiny run resumes and saves a diffusers folder, the
-shipped weights reconstruct held-out synthetic faces, and the CLI (cli_parts.py) registers both part trainers."""
+"""MEMO-Tiny's VAE (memo_model/tiny/vae.py): a tiny run resumes and saves a diffusers folder, the shipped weights
+reconstruct held-out synthetic faces, and the CLI (tiny/cli.py) registers both part trainers."""
 
 import argparse
 import csv
@@ -9,17 +9,19 @@ import pytest
 import torch
 from diffusers import AutoencoderKL
 
-from memo_model.training.cli_parts import add_train_parts_parser
-from memo_model.training.train_vae import (
+from memo_model.tiny.cli import add_train_parts_parser
+from memo_model.tiny.vae import (
+    FINAL_LR_SHARE,
     IMAGE_SIZE,
     LATENT_FACTOR,
     TINY_VAE_CONFIG,
+    WARMUP_STEPS,
     RenderedFaces,
     evaluate_vae,
     image_gradient_l1,
-    learning_rate_share,
     train_vae,
 )
+from memo_model.training.loop import cosine_share
 
 SHIPPED = Path(__file__).resolve().parents[2] / "assets" / "memo-tiny" / "vae"
 SHIPPED_MIN_PSNR = 22.0  # dB on fresh held-out faces; docs/TRAINING.md records what the shipped weights reach
@@ -80,8 +82,8 @@ def test_pure_helpers():
     image = torch.rand(1, 3, 8, 8)
     assert image_gradient_l1(image, image).item() == 0.0
     assert image_gradient_l1(image + 0.5, image).item() == pytest.approx(0.0, abs=1e-6)  # a shift has no edges
-    assert learning_rate_share(0, 100) < learning_rate_share(50, 1000)  # warm-up
-    assert learning_rate_share(1000, 1000) == pytest.approx(0.05)
+    assert cosine_share(0, 100, WARMUP_STEPS, FINAL_LR_SHARE) < cosine_share(50, 1000, WARMUP_STEPS, FINAL_LR_SHARE)
+    assert cosine_share(1000, 1000, WARMUP_STEPS, FINAL_LR_SHARE) == pytest.approx(0.05)  # warm-up, then cosine
 
 
 def test_shipped_vae_reconstructs_held_out_faces():

@@ -28,7 +28,6 @@ space stays exactly the one the diffusion net was trained in, so a sharper decod
 without retraining anything else.
 """
 
-import csv
 import json
 import time
 from dataclasses import replace
@@ -41,11 +40,20 @@ from diffusers import AutoencoderKL
 from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset
 
-from memo_model.data.synthetic.analyzer_training import random_state
 from memo_model.data.synthetic.expression import one_hot_expression
 from memo_model.data.synthetic.identity import HELD_OUT_SEED_START, sample_identity
 from memo_model.data.synthetic.renderer import FaceRenderer
-from memo_model.training.checkpoints import MODEL_FILE, load_checkpoint, save_checkpoint
+from memo_model.data.synthetic.sample import random_state
+from memo_model.training.checkpoints import CHECKPOINT_DIR, save_checkpoint
+from memo_model.training.loop import (
+    LOG_FILE,
+    CsvLog,
+    checkpoint_due,
+    cosine_share,
+    resume_step,
+    set_learning_rate,
+    write_report,
+)
 
 IMAGE_SIZE = 64  # MEMO-Tiny v1's resolution
 TINY_VAE_CONFIG = {
@@ -89,10 +97,9 @@ def vae_config(image_size: int = IMAGE_SIZE, latent_channels: int = 4) -> dict:
 INITIAL_LOGVAR = -6.0
 KL_WEIGHT = 1e-6  # small: sharp reconstructions, yet the posterior stays near N(0, I) in scale
 GRADIENT_WEIGHT = 0.5  # image-gradient L1: penalises blurred edges more than plain L1 does
-WARMUP_STEPS = 100
-FINAL_LR_SHARE = 0.05  # cosine decay ends at 5 % of the peak learning rate
+WARMUP_STEPS = 100  # the learning rate: loop.cosine_share with this warm-up ...
+FINAL_LR_SHARE = 0.05  # ... and a cosine decay that ends at 5 % of the peak
 SCALE_FRAMES = 512  # training frames used to measure the latent std for scaling_factor
-CHECKPOINT_DIR = "checkpoint"
 LOG_COLUMNS = ("step", "loss", "l1", "gradient", "kl", "lr", "seconds")
 RUN_FILE = "run.json"  # the architecture of a run, read back by --resume
 
@@ -191,13 +198,6 @@ def total_loss(losses: dict[str, torch.Tensor]) -> torch.Tensor:
     return losses["l1"] + GRADIENT_WEIGHT * losses["gradient"] + KL_WEIGHT * losses["kl"]
 
 
-def learning_rate_share(step: int, steps: int) -> float:
-    """Linear warm-up, then cosine decay to FINAL_LR_SHARE at ``steps``."""
-    warmup = min(1.0, (step + 1) / WARMUP_STEPS)
-    progress = min(step, steps) / max(steps, 1)
-    return warmup * (FINAL_LR_SHARE + (1 - FINAL_LR_SHARE) * 0.5 * (1 + np.cos(np.pi * progress)))
-
-
 def psnr(prediction: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Per-image PSNR in dB of uint8 images (n, h, w, 3)."""
     error = ((prediction.astype(np.float64) - target.astype(np.float64)) ** 2).reshape(len(target), -1).mean(axis=1)
@@ -257,9 +257,6 @@ def decode_seconds(vae: AutoencoderKL, num_frames: int = 16, repeats: int = 5) -
         vae.decode(latents)
         times.append(time.perf_counter() - started)
     return min(times)
-
-
-# --- checkpoints: safetensors for weights and Adam moments ------------------------------------------------------
 
 
 # --- the training run -----------------------------------------------------------------------------------------
@@ -322,12 +319,7 @@ def train_vae(
     trainable = [parameter for parameter in vae.parameters() if parameter.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=learning_rate, weight_decay=0.0)
     checkpoint = output / CHECKPOINT_DIR
-    first_step = 0
-    if resume:
-        if not (checkpoint / MODEL_FILE).is_file():
-            raise FileNotFoundError(f"No checkpoint in {checkpoint} to resume from — run once without --resume.")
-        first_step = load_checkpoint(checkpoint, vae, optimizer)
-        print(f"resumed from step {first_step}")
+    first_step = resume_step(checkpoint, vae, optimizer) if resume else 0
 
     # 2. Data: one worker renders the next batches while this process trains
     size = vae.config.sample_size
@@ -336,44 +328,37 @@ def train_vae(
     generator = torch.Generator().manual_seed(seed + first_step)
 
     # 3. Training loop
-    log_path = output / "log.csv"
-    new_log = not (resume and log_path.is_file())
-    with open(log_path, "w" if new_log else "a", newline="") as log_file:
-        log = csv.writer(log_file)
-        if new_log:
-            log.writerow(LOG_COLUMNS)
-        vae.train()
-        step = first_step
-        running = dict.fromkeys(("loss", "l1", "gradient", "kl"), 0.0)
-        for pixels, weights in loader:
-            if step >= steps:
-                break
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate * learning_rate_share(step, steps)
-            losses = vae_losses(vae, pixels, generator, weights, bf16)
-            loss = total_loss(losses)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-            optimizer.step()
-            step += 1
+    log = CsvLog(output / LOG_FILE, LOG_COLUMNS, append=resume)
+    vae.train()
+    step = first_step
+    running = dict.fromkeys(("loss", "l1", "gradient", "kl"), 0.0)
+    for pixels, weights in loader:
+        if step >= steps:
+            break
+        set_learning_rate(optimizer, learning_rate * cosine_share(step, steps, WARMUP_STEPS, FINAL_LR_SHARE))
+        losses = vae_losses(vae, pixels, generator, weights, bf16)
+        loss = total_loss(losses)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        optimizer.step()
+        step += 1
 
-            running["loss"] += loss.item() / log_every
-            for name, value in losses.items():
-                running[name] += value.item() / log_every
-            if step % log_every == 0:
-                row = [step, *(round(running[k], 6) for k in LOG_COLUMNS[1:5])]
-                row += [f"{optimizer.param_groups[0]['lr']:.2e}", round(time.time() - started, 1)]
-                log.writerow(row)
-                log_file.flush()
-                print(dict(zip(LOG_COLUMNS, row, strict=True)), flush=True)
-                running = dict.fromkeys(running, 0.0)
-            out_of_time = max_seconds is not None and time.time() - started > max_seconds
-            if step % checkpoint_every == 0 or step == steps or out_of_time:
-                save_checkpoint(checkpoint, vae, optimizer, step)
-            if out_of_time:
-                print(f"stopping at step {step}: {max_seconds:.0f} s budget spent")
-                break
+        running["loss"] += loss.item() / log_every
+        for name, value in losses.items():
+            running[name] += value.item() / log_every
+        if step % log_every == 0:
+            row = [step, *(round(running[k], 6) for k in LOG_COLUMNS[1:5])]
+            row += [f"{optimizer.param_groups[0]['lr']:.2e}", round(time.time() - started, 1)]
+            log.write(row)
+            print(dict(zip(LOG_COLUMNS, row, strict=True)), flush=True)
+            running = dict.fromkeys(running, 0.0)
+        out_of_time = max_seconds is not None and time.time() - started > max_seconds
+        if checkpoint_due(step, steps, checkpoint_every) or out_of_time:
+            save_checkpoint(checkpoint, vae, optimizer, step)
+        if out_of_time:
+            print(f"stopping at step {step}: {max_seconds:.0f} s budget spent")
+            break
 
     # 4. scaling_factor = 1 / std of training latents (diffusers convention), evaluation, outputs
     vae.eval()
@@ -399,6 +384,6 @@ def train_vae(
     }
     frames = held_out_frames(16, seed=2, size=size)
     Image.fromarray(reconstruction_grid(frames, reconstruct(vae, frames))).save(output / "reconstructions.png")
-    (output / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_report(output, report)
     print(json.dumps(report, indent=2))
     return report

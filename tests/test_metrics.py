@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from memo_model.evaluation.metrics import (
+from memo_model.metrics import (
     expression_accuracy,
     frame_labels,
     frechet_distance,
