@@ -4,6 +4,6 @@ The paper's networks and their two-stage training live in ``models/`` and ``trai
 parts the paper takes from elsewhere, trained here at its small size:
 
 vae.py (a small diffusers ``AutoencoderKL``, ``train-vae``) ; emotion_head.py (the audio emotion detector head,
-``train-emotion``) ; analyzer.py (the face analyzer that measures the synthetic world, ``synth train-analyzer``) ;
+``train-emotion``) ; analyzer.py (the face analyzer that measures the synthetic world, ``train-analyzer``) ;
 cli.py (``train-vae`` and ``train-emotion``). Their loops share ``training/loop.py`` and ``training/checkpoints.py``.
 """

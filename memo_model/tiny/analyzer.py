@@ -8,7 +8,7 @@ overfit. The identity embedding is trained with a cosine-margin softmax over the
 
 Run (36 minutes on the shared 2-core machine; writes assets/analyzer/)::
 
-    python -m memo_model synth train-analyzer --steps 3000 --output assets/analyzer
+    python -m memo_model train-analyzer --steps 3000 --output assets/analyzer
 
 Held-out evaluation uses identities from HELD_OUT_SEEDS only: mouth-opening R², expression accuracy on
 rendered talking videos, and same/different verification accuracy with a threshold chosen on training

@@ -1,16 +1,19 @@
-"""CLI for training MEMO-Tiny's separately trained parts: the VAE (vae.py) and the audio emotion detector head
-(emotion_head.py). The face analyzer trains under ``synth train-analyzer`` (data/synthetic/cli.py, analyzer.py).
+"""CLI for training MEMO-Tiny's separately trained parts: the VAE (vae.py), the audio emotion detector head
+(emotion_head.py) and the face analyzer that scores the synthetic world (analyzer.py).
 
 ``memo_model/__main__.py`` registers these with ``add_train_parts_parser(subparsers)``::
 
     python -m memo_model train-vae --output /tmp/tiny_parts/vae_run --steps 1000 [--resume]
     python -m memo_model train-emotion --output /tmp/tiny_parts/emotion_run --steps 3000 [--resume]
+    python -m memo_model train-analyzer --output assets/analyzer [--steps 3000]
+    python -m memo_model evaluate-analyzer [--analyzer assets/analyzer]
 
 Each writes its model folder (``OUTPUT/vae`` or ``OUTPUT/classifier``), a checkpoint, ``log.csv`` and
 ``report.json``; docs/TRAINING.md records the runs behind the bundled weights.
 """
 
 import argparse
+import json
 
 
 def _train_vae(args: argparse.Namespace) -> int:
@@ -50,8 +53,31 @@ def _train_emotion(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_analyzer(args: argparse.Namespace) -> int:
+    from memo_model.tiny.analyzer import train_analyzer
+
+    report = train_analyzer(
+        args.output,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        num_identities=args.identities,
+        seed=args.seed,
+        threads=args.threads,
+    )
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def _evaluate_analyzer(args: argparse.Namespace) -> int:
+    from memo_model.data.synthetic.analyzer import load_analyzer
+    from memo_model.tiny.analyzer import evaluate_analyzer
+
+    print(json.dumps(evaluate_analyzer(load_analyzer(args.analyzer), num_videos=args.videos), indent=2))
+    return 0
+
+
 def add_train_parts_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``train-vae`` and ``train-emotion``; each sets ``func(args)``."""
+    """Register ``train-vae``, ``train-emotion``, ``train-analyzer`` and ``evaluate-analyzer``; each sets ``func(args)``."""
     vae = subparsers.add_parser("train-vae", help="train MEMO-Tiny's VAE (64 or 128 px) on synthetic renders")
     vae.add_argument("--output", required=True, help="run folder: vae/, checkpoint/, log.csv, report.json")
     vae.add_argument("--steps", type=int, default=1000)
@@ -84,3 +110,17 @@ def add_train_parts_parser(subparsers: argparse._SubParsersAction) -> None:
     emotion.add_argument("--seed", type=int, default=0)
     emotion.add_argument("--threads", type=int, default=1)
     emotion.set_defaults(func=_train_emotion)
+
+    train = subparsers.add_parser("train-analyzer", help="train the face analyzer on renders")
+    train.add_argument("--output", default="assets/analyzer")
+    train.add_argument("--steps", type=int, default=3000)
+    train.add_argument("--batch-size", type=int, default=64)
+    train.add_argument("--identities", type=int, default=1500, help="training identity seeds 0..N-1")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--threads", type=int, default=1, help="torch threads (one more process renders)")
+    train.set_defaults(func=_train_analyzer)
+
+    evaluate = subparsers.add_parser("evaluate-analyzer", help="held-out accuracy of an analyzer")
+    evaluate.add_argument("--analyzer", default=None, help="folder with config.json + model.safetensors")
+    evaluate.add_argument("--videos", type=int, default=24)
+    evaluate.set_defaults(func=_evaluate_analyzer)

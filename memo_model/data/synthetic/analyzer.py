@@ -128,7 +128,7 @@ def load_analyzer(directory: str | Path | None = None) -> FaceAnalyzer:
     weights = directory / "model.safetensors"
     if not weights.exists():
         raise FileNotFoundError(
-            f"No analyzer weights at {weights}. Train them with `python -m memo_model synth train-analyzer`."
+            f"No analyzer weights at {weights}. Train them with `python -m memo_model train-analyzer`."
         )
     config = json.loads((directory / "config.json").read_text())
     config["channels"] = tuple(config["channels"])

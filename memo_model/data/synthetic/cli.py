@@ -4,11 +4,10 @@ Actions::
 
     synth dataset --output /tmp/synth_work/train --samples 200 [--held-out] [--size 128] [--seconds 3 8]
     synth contact-sheet --output docs/images/synthetic_contact_sheet.png [--identities 24]
-    synth train-analyzer --output assets/analyzer [--steps 3000]
-    synth evaluate-analyzer [--analyzer assets/analyzer]
     synth score --video v.mp4 [--audio a.wav] [--labels l.json] [--reference r.png]
 
-The lead's ``memo_model/__main__.py`` registers this with ``add_synth_parser(subparsers)``.
+``memo_model/__main__.py`` registers this with ``add_synth_parser(subparsers)``. The face analyzer that scores the
+world is one of MEMO-Tiny's trained parts: ``train-analyzer`` and ``evaluate-analyzer`` live in ``tiny/cli.py``.
 """
 
 import argparse
@@ -40,27 +39,6 @@ def _contact_sheet(args: argparse.Namespace) -> None:
     print(f"Wrote {save_contact_sheet(args.output, args.identities, args.size)}")
 
 
-def _train_analyzer(args: argparse.Namespace) -> None:
-    from memo_model.tiny.analyzer import train_analyzer
-
-    report = train_analyzer(
-        args.output,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        num_identities=args.identities,
-        seed=args.seed,
-        threads=args.threads,
-    )
-    print(json.dumps(report, indent=2))
-
-
-def _evaluate_analyzer(args: argparse.Namespace) -> None:
-    from memo_model.data.synthetic.analyzer import load_analyzer
-    from memo_model.tiny.analyzer import evaluate_analyzer
-
-    print(json.dumps(evaluate_analyzer(load_analyzer(args.analyzer), num_videos=args.videos), indent=2))
-
-
 def _score(args: argparse.Namespace) -> None:
     from memo_model.data.synthetic.analyzer import load_analyzer, score_video
 
@@ -70,7 +48,7 @@ def _score(args: argparse.Namespace) -> None:
 
 def add_synth_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``synth`` and its actions; each action sets ``func(args)``."""
-    synth = subparsers.add_parser("synth", help="synthetic talking-face world: datasets, analyzer, scores")
+    synth = subparsers.add_parser("synth", help="synthetic talking-face world: datasets, contact sheets, scores")
     actions = synth.add_subparsers(dest="synth_action", required=True)
 
     dataset = actions.add_parser("dataset", help="write a synthetic dataset (videos, audio, labels, metadata)")
@@ -95,20 +73,6 @@ def add_synth_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     sheet.add_argument("--identities", type=int, default=24)
     sheet.add_argument("--size", type=int, default=128)
     sheet.set_defaults(func=_contact_sheet)
-
-    train = actions.add_parser("train-analyzer", help="train the face analyzer on renders")
-    train.add_argument("--output", default="assets/analyzer")
-    train.add_argument("--steps", type=int, default=3000)
-    train.add_argument("--batch-size", type=int, default=64)
-    train.add_argument("--identities", type=int, default=1500, help="training identity seeds 0..N-1")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--threads", type=int, default=1, help="torch threads (one more process renders)")
-    train.set_defaults(func=_train_analyzer)
-
-    evaluate = actions.add_parser("evaluate-analyzer", help="held-out accuracy of an analyzer")
-    evaluate.add_argument("--analyzer", default=None, help="folder with config.json + model.safetensors")
-    evaluate.add_argument("--videos", type=int, default=24)
-    evaluate.set_defaults(func=_evaluate_analyzer)
 
     score = actions.add_parser("score", help="lip-sync, expression and identity scores of one video")
     score.add_argument("--video", required=True)
