@@ -72,7 +72,7 @@ def save_video(folder: Path, name: str, frames: np.ndarray, audio: np.ndarray) -
 
 @pytest.fixture(scope="module")
 def samples():
-    # Identities 0 and 2: faces OpenCV's frontal Haar cascade finds in every frame.
+    # Identities 0 and 2: faces the default detector finds in every frame.
     return make_sample(0, 1, FRAMES, size=SIZE), make_sample(2, 2, FRAMES, size=SIZE)
 
 

@@ -8,7 +8,7 @@ See docs/DATA_PIPELINE.md.
 """
 
 from memo_model.data.preprocess.clip import Clip, Rejection, Step, reject
-from memo_model.data.preprocess.faces import FaceCrop, HaarFaceDetector
+from memo_model.data.preprocess.faces import FaceCrop, VideoFaceDetector
 from memo_model.data.preprocess.lipsync import (
     AnalyzerLipSyncScorer,
     LipSyncFilter,
@@ -34,7 +34,7 @@ __all__ = [
     "Clip",
     "DatasetWriter",
     "FaceCrop",
-    "HaarFaceDetector",
+    "VideoFaceDetector",
     "HistogramCutDetector",
     "LipSyncFilter",
     "MouthDarknessScorer",

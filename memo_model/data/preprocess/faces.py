@@ -2,14 +2,15 @@
 
 The paper detects faces with Grounding DINO, drops videos with no face, partial faces or several heads, and crops
 the bounding box enlarged by a factor 1.1. Here faces are detected on every ``detect_every``-th frame by any
-``FaceDetector`` (offline default: OpenCV's Haar cascade, ``memo_model.vision.face.detect_faces``); the clip is
-rejected when too few sampled frames show a face, too many show several, or the face touches the frame's edge
-too often. The boxes are interpolated to every frame and their centres smoothed over ``smooth_seconds``; one
-square of side ``crop_scale`` × the median face side follows that track and is resized to the training resolution.
+``FaceDetector`` (offline default: dlib's CNN face detector through ``memo_model.vision.face.detect_faces``); the
+clip is rejected when too few sampled frames show a face, too many show several, or the face touches the frame's
+edge too often — detection stops as soon as the sampled frames left cannot change that verdict. The boxes are
+interpolated to every frame and their centres smoothed over ``smooth_seconds``; one square of side ``crop_scale`` ×
+the median face side follows that track and is resized to the training resolution.
 
-Detector-box conventions: the paper's ×1.1 is relative to a Grounding DINO *head* box (hair to chin). OpenCV's
-Haar box runs from the brows to the chin, so ×1.1 of it cuts off the hair and the chin — with Haar use about 1.8
-(as ``memo_model.vision.face`` does for portraits). ``crop_scale`` is a parameter for that reason; its default is
+Detector-box conventions: the paper's ×1.1 is relative to a Grounding DINO *head* box (hair to chin). The default
+detector's box runs from the brows to the chin, so ×1.1 of it cuts off the hair and the chin — with it use about
+1.8 (as ``memo_model.vision.face`` does for portraits). ``crop_scale`` is a parameter for that reason; its default is
 the paper's value, right for head detectors.
 """
 
@@ -25,7 +26,10 @@ from memo_model.data.preprocess.clip import Clip, reject
 from memo_model.vision.face import Box, detect_faces
 
 PAPER_CROP_SCALE = 1.1  # paper, appendix F (relative to a head box)
-HAAR_CROP_SCALE = 1.8  # the same head framing from a Haar (brows-to-chin) box; see the module docstring
+BROWS_TO_CHIN_CROP_SCALE = 1.8  # the same head framing from the default detector's brows-to-chin box (docstring)
+# One detection size for video frames, 0.6 s per sampled frame on one core (portraits also try 640 for faces down to
+# 1/10 of the long side): a face under ~1/6 of the long side of a 1080p video is too small for a 512 px crop anyway.
+VIDEO_DETECTION_SIDES = (400,)
 DETECT_EVERY = 5  # frames between detections: faces move little in 1/6 s, and detection is the slow part
 MIN_FACE_SHARE = 0.6  # share of sampled frames that must show a face (a frontal detector misses turned heads)
 MAX_SEVERAL_SHARE = 0.2  # share of sampled frames allowed to show several faces (detector false positives)
@@ -40,11 +44,11 @@ class FaceDetector(Protocol):
     def __call__(self, frame: np.ndarray) -> list[Box]: ...
 
 
-class HaarFaceDetector:
-    """OpenCV's bundled Haar cascade (offline, ~10 ms per small frame); frontal faces only."""
+class VideoFaceDetector:
+    """The offline default: dlib's CNN face detector at ``VIDEO_DETECTION_SIDES`` (``vision.face.detect_faces``)."""
 
     def __call__(self, frame: np.ndarray) -> list[Box]:
-        return detect_faces(Image.fromarray(frame))
+        return detect_faces(Image.fromarray(frame), sides=VIDEO_DETECTION_SIDES)
 
 
 def touches_border(box: Box, width: int, height: int) -> bool:
@@ -90,7 +94,7 @@ class FaceCrop:
     ):
         self.resolution = resolution
         self.crop_scale = crop_scale
-        self.detector = detector or HaarFaceDetector()
+        self.detector = detector or VideoFaceDetector()
         self.detect_every = detect_every
         self.min_face_share = min_face_share
         self.max_several_share = max_several_share
@@ -98,9 +102,13 @@ class FaceCrop:
         self.smooth_seconds = smooth_seconds
 
     def __call__(self, clip: Clip) -> Clip | None:
-        # 1. Detect on a subsample of frames.
+        # 1. Detect on a subsample of frames, until the frames left cannot save the clip.
         sampled = list(range(0, clip.num_frames, self.detect_every))
-        found = [self.detector(clip.frames[i]) for i in sampled]
+        found = []
+        for i in sampled:
+            found.append(self.detector(clip.frames[i]))
+            if self._hopeless([len(boxes) for boxes in found], len(sampled)):
+                break
         counts = np.array([len(boxes) for boxes in found])
         height, width = clip.frames.shape[1:3]
         clip.scores["face_share"] = float(np.mean(counts >= 1))
@@ -147,3 +155,9 @@ class FaceCrop:
             ]
         )  # (f, r, r, 3)
         return clip
+
+    def _hopeless(self, counts: list[int], num_sampled: int) -> bool:
+        """Whether the clip fails the face or several-faces share whatever the sampled frames not yet seen show."""
+        misses = sum(count == 0 for count in counts)
+        several = sum(count >= 2 for count in counts)
+        return misses > (1 - self.min_face_share) * num_sampled or several > self.max_several_share * num_sampled
