@@ -1,7 +1,10 @@
-"""MEMO Studio's layout: widgets and events only; every handler is a ``StudioService`` method.
+"""MEMO Studio's layout: widgets and events only; every handler is a method of its panel (``model_panel.py``,
+``portrait_panel.py``, ``speech_panel.py``, ``emotion_panel.py``, ``runs.py``), all sharing one ``StudioService``.
 
 Every event has an ``api_name``, so ``gradio_client`` drives exactly what the buttons do. Slider ranges, defaults,
-labels and help texts come from ``memo_model.pipelines.request.LIMITS``, the table the CLI uses too.
+labels and help texts come from ``memo_model.pipelines.request.LIMITS``, the table the CLI uses too. The run
+settings' widgets are found from the one field list of ``form.RunForm`` (by ``elem_id``) and reach the run handlers
+by name.
 """
 
 import math
@@ -9,13 +12,14 @@ from pathlib import Path
 
 import gradio as gr
 
-from memo_app.service import (
-    GLOBAL_CHOICES,
-    PAPER_MEMORY_DECAY,
-    TABLE_HEADERS,
-    USE_DETECTED,
-    StudioService,
-)
+from memo_app.display import input_error
+from memo_app.emotion_panel import GLOBAL_CHOICES, TABLE_HEADERS, USE_DETECTED, EmotionPanel
+from memo_app.form import RESTORED, RunForm
+from memo_app.model_panel import MODEL_FIELDS, ModelPanel
+from memo_app.portrait_panel import PortraitPanel
+from memo_app.runs import RunPanel, preview_label
+from memo_app.service import PAPER_MEMORY_DECAY, StudioService
+from memo_app.speech_panel import SpeechPanel
 from memo_model.audio.emotion import SELECTABLE_EMOTIONS
 from memo_model.errors import InputError, shown
 from memo_model.pipelines.request import LIMITS, Limit
@@ -51,11 +55,11 @@ def with_readable_image_errors(component: gr.Image) -> gr.Image:
             path = payload.path if local else preprocess(payload)  # a data: URL is decoded to a file by Gradio
             check_image(path)
         except InputError as error:
-            raise _input_error(str(error)) from None
+            raise input_error(error) from None
         except (OSError, ValueError):  # Gradio could not decode a data: URL
             name = Path(getattr(payload, "orig_name", None) or "the file").name
             message = f"{name} is not an image that can be read — upload a photo (PNG, JPEG or WebP) with one face."
-            raise _input_error(message) from None
+            raise input_error(message) from None
         return path
 
     component.preprocess = checked
@@ -73,9 +77,9 @@ def with_number_check(component: gr.Slider | gr.Number, limit: Limit):
             return preprocess(payload)  # an empty number box: the handler says what is missing
         value = _finite_number(payload)
         if value is None:
-            raise _input_error(f"{limit.label} must be a number {limit.span}; got {shown(payload)}.")
+            raise input_error(f"{limit.label} must be a number {limit.span}; got {shown(payload)}.")
         if not limit.minimum <= value <= limit.maximum:
-            raise _input_error(f"{limit.label} must be {limit.span}; got {shown(value)}.")
+            raise input_error(f"{limit.label} must be {limit.span}; got {shown(value)}.")
         return preprocess(payload if isinstance(payload, int) else value)
 
     component.preprocess = checked
@@ -99,15 +103,11 @@ def with_true_or_false_check(component: gr.Checkbox, label: str) -> gr.Checkbox:
 
     def checked(payload):
         if payload is not None and not isinstance(payload, bool):
-            raise _input_error(f"{label} must be true or false; got {shown(payload)}.")
+            raise input_error(f"{label} must be true or false; got {shown(payload)}.")
         return preprocess(payload)
 
     component.preprocess = checked
     return component
-
-
-def _input_error(message: str) -> gr.Error:
-    return gr.Error(message, title="Please check the input", print_exception=False)
 
 
 def slider(name: str, value=None, **kwargs) -> gr.Slider:
@@ -132,6 +132,8 @@ def _examples(folder: Path, pattern: str) -> list[str]:
 
 def build_demo(service: StudioService) -> gr.Blocks:
     settings = service.settings
+    model, portrait, speech = ModelPanel(service), PortraitPanel(service), SpeechPanel(service)
+    emotions, runs = EmotionPanel(service), RunPanel(service)
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(INTRO)
         with gr.Row(equal_height=False):
@@ -153,7 +155,7 @@ def build_demo(service: StudioService) -> gr.Blocks:
                 )
                 if portrait_examples:
                     gr.Examples(portrait_examples, inputs=image, label="Example portraits", examples_per_page=8)
-                crop_scale = slider("crop_scale")
+                crop_scale = slider("crop_scale", elem_id="crop-scale")
                 with gr.Row():
                     face_view = gr.Image(label="Face (green), crop (orange)", interactive=False, height=220)
                     crop_view = gr.Image(label="Model input", interactive=False, height=220)
@@ -170,10 +172,10 @@ def build_demo(service: StudioService) -> gr.Blocks:
                 audio_examples = _examples(settings.examples_dir, "*.wav")
                 if audio_examples:
                     gr.Examples(audio_examples, inputs=audio, label="Example speech", examples_per_page=8)
-                audio_info = gr.Markdown(service.inspect_audio(None), elem_id="audio-info")
+                audio_info = gr.Markdown(speech.inspect_audio(None), elem_id="audio-info")
 
                 with gr.Accordion("Model", open=service.pipeline is None):
-                    model_status = gr.Markdown(service.model_status(), elem_id="model-status")
+                    model_status = gr.Markdown(model.model_status(), elem_id="model-status")
                     with gr.Row():
                         weights = gr.Textbox(
                             label="Weights: a local folder (official layout) or a hub id",
@@ -216,18 +218,18 @@ def build_demo(service: StudioService) -> gr.Blocks:
                     )
                     set_segment = gr.Button("Set segment emotion", elem_id="set-segment")
                 guidance = service.default_guidance()  # the active model's (3.5 for the official weights)
-                emotion_strength = slider("emotion_guidance", guidance)
+                emotion_strength = slider("emotion_guidance", guidance, elem_id="emotion-strength")
 
-                gr.Markdown("### 4 · Settings")
+                gr.Markdown("### 4 · Settings")  # the run form's widgets carry the elem_ids RunForm names
                 with gr.Row():
-                    reference_guidance = slider("reference_guidance", guidance)
-                    audio_guidance = slider("audio_guidance", guidance)
+                    reference_guidance = slider("reference_guidance", guidance, elem_id="reference-guidance")
+                    audio_guidance = slider("audio_guidance", guidance, elem_id="audio-guidance")
                 with gr.Row():
-                    steps = slider("steps", service.default_steps())  # the active model's (official 20)
-                    fps = slider("fps")
+                    steps = slider("steps", service.default_steps(), elem_id="steps")  # the active model's
+                    fps = slider("fps", elem_id="fps")
                 with gr.Row():
                     seed_limit = LIMITS["seed"]
-                    seed = with_number_check(
+                    with_number_check(
                         gr.Number(
                             value=seed_limit.default,
                             label=seed_limit.label,
@@ -235,30 +237,31 @@ def build_demo(service: StudioService) -> gr.Blocks:
                             precision=0,
                             minimum=seed_limit.minimum,
                             maximum=seed_limit.maximum,
+                            elem_id="seed",
                         ),
                         seed_limit,
                     )
-                    random_seed = with_true_or_false_check(
-                        gr.Checkbox(label="Random seed", value=False), "Random seed"
+                    with_true_or_false_check(
+                        gr.Checkbox(label="Random seed", value=False, elem_id="random-seed"), "Random seed"
                     )
-                    resolution = gr.Dropdown(
+                    gr.Dropdown(
                         label="Resolution (px)",
                         info="What the active model supports",
                         elem_id="resolution",
-                        **service.resolution_choices(),
+                        **model.resolution_choices(),
                     )
                 with gr.Accordion("Advanced", open=False):
-                    past_frames = slider("past_frames")
+                    slider("past_frames", elem_id="past-frames")
                     with gr.Row():
-                        memory_decay = slider("memory_decay", value=PAPER_MEMORY_DECAY)
-                        model_decay = with_true_or_false_check(
-                            gr.Checkbox(label="Use the model's memory decay", value=True),
+                        slider("memory_decay", value=PAPER_MEMORY_DECAY, elem_id="memory-decay")
+                        with_true_or_false_check(
+                            gr.Checkbox(label="Use the model's memory decay", value=True, elem_id="model-decay"),
                             "Use the model's memory decay",
                         )
 
                 gr.Markdown("### 5 · Run")
                 with gr.Row():
-                    preview = gr.Button(service.preview_label(), elem_id="preview")
+                    preview = gr.Button(preview_label(service), elem_id="preview")
                     generate = gr.Button("Generate", variant="primary", elem_id="generate")
                     cancel = gr.Button("Cancel", variant="stop", elem_id="cancel")
                 estimate = gr.Markdown(elem_classes="memo-status", elem_id="run-estimate")
@@ -274,40 +277,23 @@ def build_demo(service: StudioService) -> gr.Blocks:
         # ---- events -----------------------------------------------------------------------------------------------
         portrait_inputs = [image, crop_scale]
         portrait_outputs = [face_view, crop_view, portrait_notes]
-        image.change(service.inspect_portrait, portrait_inputs, portrait_outputs, api_name="inspect_portrait")
-        crop_scale.release(service.inspect_portrait, portrait_inputs, portrait_outputs, api_name="set_crop_scale")
-        audio.change(service.inspect_audio, audio, audio_info, api_name="inspect_audio")
+        image.change(portrait.inspect_portrait, portrait_inputs, portrait_outputs, api_name="inspect_portrait")
+        crop_scale.release(portrait.inspect_portrait, portrait_inputs, portrait_outputs, api_name="set_crop_scale")
+        audio.change(speech.inspect_audio, audio, audio_info, api_name="inspect_audio")
 
         analyze.click(
-            service.analyze, [audio, fps, global_emotion], [timeline, table, emotion_summary], api_name="analyze"
+            emotions.analyze, [audio, fps, global_emotion], [timeline, table, emotion_summary], api_name="analyze"
         )
         timeline_inputs = [audio, fps, table, global_emotion]
-        table.input(service.update_timeline, timeline_inputs, [timeline, emotion_summary], api_name="update_timeline")
+        table.input(emotions.update_timeline, timeline_inputs, [timeline, emotion_summary], api_name="update_timeline")
         global_emotion.input(
-            service.update_timeline, timeline_inputs, [timeline, emotion_summary], api_name="set_global_emotion"
+            emotions.update_timeline, timeline_inputs, [timeline, emotion_summary], api_name="set_global_emotion"
         )
         set_segment.click(
-            service.set_segment, [table, segment_number, segment_emotion], table, api_name="set_segment"
-        ).success(service.update_timeline, timeline_inputs, [timeline, emotion_summary], api_name="redraw_timeline")
+            emotions.set_segment, [table, segment_number, segment_emotion], table, api_name="set_segment"
+        ).success(emotions.update_timeline, timeline_inputs, [timeline, emotion_summary], api_name="redraw_timeline")
 
-        run_inputs = [
-            image,
-            audio,
-            table,
-            global_emotion,
-            emotion_strength,
-            reference_guidance,
-            audio_guidance,
-            steps,
-            seed,
-            random_seed,
-            fps,
-            resolution,
-            past_frames,
-            memory_decay,
-            model_decay,
-            crop_scale,
-        ]
+        run_form = RunForm.widgets(demo.blocks.values())  # {field: widget}: each reaches the handlers by its name
         run_outputs = [video, clips, status, settings_file, used_seed]
         # The estimate's probe runs the pipeline: it queues in the generation slot, never beside a run.
         estimate_options = {"concurrency_id": GENERATION, "concurrency_limit": 1, "show_progress": "hidden"}
@@ -319,33 +305,32 @@ def build_demo(service: StudioService) -> gr.Blocks:
                 audio_guidance.release,
                 emotion_strength.release,
             ],
-            service.estimate,
-            run_inputs,
-            estimate,
+            runs.estimate,
+            inputs_kwargs=run_form,
+            outputs=estimate,
             api_name="estimate",
             **estimate_options,
         )
         run_options = {"concurrency_id": GENERATION, "concurrency_limit": 1, "show_progress_on": [status]}
-        preview.click(service.preview, run_inputs, run_outputs, api_name="preview", **run_options)
-        generate.click(service.generate, run_inputs, run_outputs, api_name="generate", **run_options)
-        cancel.click(service.cancel, None, status, api_name="cancel", queue=False)
+        preview.click(runs.preview, inputs_kwargs=run_form, outputs=run_outputs, api_name="preview", **run_options)
+        generate.click(runs.generate, inputs_kwargs=run_form, outputs=run_outputs, api_name="generate", **run_options)
+        cancel.click(runs.cancel, None, status, api_name="cancel", queue=False)
 
         settings_in.upload(
-            service.load_settings,
+            runs.load_settings,
             settings_in,
-            # the run's inputs except the resolution (the active model decides it), then the status line
-            [widget for widget in run_inputs if widget is not resolution] + [status],
+            [run_form[name] for name in RESTORED] + [status],
             api_name="load_settings",
         )
         load_model.click(
-            service.load_model,
+            model.load_model,
             weights,
-            [model_status, resolution, preview, emotion_strength, reference_guidance, audio_guidance, steps],
+            [model_status, preview] + [run_form[name] for name in MODEL_FIELDS],
             api_name="load_model",
             concurrency_id=GENERATION,
             concurrency_limit=1,
-        ).then(service.inspect_portrait, portrait_inputs, portrait_outputs, api_name="refresh_portrait")
-        demo.load(service.model_status, None, model_status, api_name="model_status")
+        ).then(portrait.inspect_portrait, portrait_inputs, portrait_outputs, api_name="refresh_portrait")
+        demo.load(model.model_status, None, model_status, api_name="model_status")
     return demo
 
 

@@ -12,6 +12,8 @@ import soundfile as sf
 from gradio_client import handle_file
 
 from memo_app import AppSettings, StudioService, build_demo, launch
+from memo_app.emotion_panel import TABLE_HEADERS
+from memo_app.form import FIELD_NAMES
 from memo_model.testing import write_random_tiny_weights
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "assets" / "examples"
@@ -63,13 +65,14 @@ def media(tmp_path_factory) -> dict[str, Path]:
     return files
 
 
-def widget_values(media, table=None, audio="short_speech", **changes) -> list:
-    """Widget values in the order of the preview / generate endpoints; the tiny model, one step."""
+def run_form_values(media, audio="short_speech", **changes) -> dict:
+    """The run form's values by field name (``RunForm``'s fields, the parameters of the preview / generate /
+    estimate endpoints) for the tiny model, one step; ``audio`` names one of ``media``."""
     values = {
         "image": handle_file(str(media["portrait"])),
         "audio": handle_file(str(media[audio])),
-        "table": table or {"headers": ["start (s)", "end (s)", "detected", "confidence", "override"], "data": []},
-        "global_emotion": "use detected",
+        "table": {"headers": TABLE_HEADERS, "data": []},
+        "global_choice": "use detected",
         "emotion_strength": 3.5,
         "reference_guidance": 3.5,
         "audio_guidance": 3.5,
@@ -83,11 +86,12 @@ def widget_values(media, table=None, audio="short_speech", **changes) -> list:
         "model_decay": True,
         "crop_scale": 1.8,
     }
-    values.update(changes)
-    return list(values.values())
+    assert set(values) == set(FIELD_NAMES)  # every setting of the form, by its own name
+    return {**values, **changes}
 
 
 @pytest.fixture
 def run_args(media):
-    """``run_args(**changes)``: preview / generate arguments for the short clip, with changes."""
-    return lambda **changes: widget_values(media, **changes)
+    """``run_args(**changes)``: the run form's values for the short clip, with changes, sent by name:
+    ``client.predict(**run_args(steps=2), api_name="/preview")``."""
+    return lambda **changes: run_form_values(media, **changes)

@@ -4,6 +4,8 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
+from memo_app.form import RunForm
+from memo_app.runs import RunPanel
 from memo_model.errors import InputError
 
 
@@ -30,7 +32,7 @@ def test_bad_audio_is_explained(client, media, name, message, run_args):
     with pytest.raises(AppError, match=message):
         client.predict(handle_file(str(media[name])), 30, "use detected", api_name="/analyze")
     with pytest.raises(AppError, match=message):
-        client.predict(*run_args(audio=name), api_name="/preview")
+        client.predict(**run_args(audio=name), api_name="/preview")
     still_usable(client, media)
 
 
@@ -38,7 +40,7 @@ def test_non_image_and_faceless_image(client, media, run_args):
     with pytest.raises(AppError, match="'notes.png' is not an image we can read"):
         client.predict(handle_file(str(media["not_image"])), 1.8, api_name="/inspect_portrait")
     with pytest.raises(AppError, match="is not an image"):
-        client.predict(*run_args(image=handle_file(str(media["not_image"]))), api_name="/preview")
+        client.predict(**run_args(image=handle_file(str(media["not_image"]))), api_name="/preview")
     _, _, notes = client.predict(handle_file(str(media["faceless"])), 1.8, api_name="/inspect_portrait")
     assert "No face found" in notes
     still_usable(client, media)
@@ -56,14 +58,14 @@ OUT_OF_RANGE = "must be between|greater than maximum|less than minimum"
         ({"fps": 500}, OUT_OF_RANGE),
         ({"past_frames": 0}, OUT_OF_RANGE),
         ({"resolution": 64}, "works at 16 px only|not in the list of choices"),
-        ({"global_emotion": "ecstatic"}, "ecstatic"),
+        ({"global_choice": "ecstatic"}, "ecstatic"),
         ({"table": {"headers": ["a", "b", "c", "d", "e"], "data": [[3, 1, "", None, "sad"]]}}, "before end"),
         ({"table": {"headers": ["a", "b", "c", "d", "e"], "data": [[0, 1, "", None, "grumpy"]]}}, "Unknown emotion"),
     ],
 )
 def test_out_of_range_values_sent_through_the_api(client, media, changes, message, run_args):
     with pytest.raises(AppError, match=message):
-        client.predict(*run_args(**changes), api_name="/generate")
+        client.predict(**run_args(**changes), api_name="/generate")
     still_usable(client, media)
 
 
@@ -86,31 +88,13 @@ def test_bad_settings_file(client, media, tmp_path):
         ({"emotion_strength": -1}, "Emotion strength must be between 0 and 10"),
         ({"seed": 2.5}, "Seed must be a whole number"),
         ({"crop_scale": None}, "Crop scale must be a number"),
-        ({"global_emotion": "ecstatic"}, "Unknown emotion 'ecstatic'"),
+        ({"global_choice": "ecstatic"}, "Unknown emotion 'ecstatic'"),
     ],
 )
 def test_handlers_check_values_themselves(app, media, changes, message):
     """Past the widgets' own checks (a script calling the service), the request's validation still speaks."""
     _, service = app
-    values = {
-        "image": str(media["portrait"]),
-        "audio": str(media["short_speech"]),
-        "table": None,
-        "global_choice": "use detected",
-        "emotion_strength": 3.5,
-        "reference_guidance": 3.5,
-        "audio_guidance": 3.5,
-        "steps": 1,
-        "seed": 7,
-        "random_seed": False,
-        "fps": 30,
-        "resolution": 16,
-        "past_frames": 16,
-        "memory_decay": 0.9,
-        "model_decay": True,
-        "crop_scale": 1.8,
-        "preview": True,
-    }
-    values.update({("global_choice" if k == "global_emotion" else k): v for k, v in changes.items()})
+    values = {"image": str(media["portrait"]), "audio": str(media["short_speech"]), "steps": 1, "seed": 7}
+    form = RunForm(**{**values, "resolution": 16, **changes})  # the official defaults otherwise (guidance 3.5)
     with pytest.raises(InputError, match=message):
-        service.build_request(**values)
+        RunPanel(service).build_request(form, preview=True)

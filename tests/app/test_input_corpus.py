@@ -34,7 +34,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image, ImageCms
 
-from memo_app.service import TABLE_HEADERS
+from memo_app.emotion_panel import TABLE_HEADERS
 from memo_model.__main__ import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,17 +105,17 @@ def cli_generates(run: CliRun, notes: tuple[str, ...] = (), face: bool = False) 
     assert_for_people(run.err)
 
 
-def app_error(client: Client, *args, api_name: str) -> str:
+def app_error(client: Client, *args, api_name: str, **kwargs) -> str:
     """The gr.Error message the app answers with (the call must fail)."""
     with pytest.raises(AppError) as error:
-        client.predict(*args, api_name=api_name)
+        client.predict(*args, api_name=api_name, **kwargs)
     message = str(error.value)
     assert_for_people(message)
     return message
 
 
-def app_refuses(client: Client, message: str, *args, api_name: str) -> None:
-    assert re.search(message, app_error(client, *args, api_name=api_name))
+def app_refuses(client: Client, message: str, *args, api_name: str, **kwargs) -> None:
+    assert re.search(message, app_error(client, *args, api_name=api_name, **kwargs))
 
 
 # --- the corpus -------------------------------------------------------------------------------------------------
@@ -427,11 +427,9 @@ def generate_args(image: Path | str, audio: Path | str, weights: Path, output: P
             "--weights", str(weights), *CLI_FAST]  # fmt: skip
 
 
-def preview_values(run_args, image: Path, audio: Path, **changes) -> list:
-    """The preview endpoint's values: these files, 1 step, 1 guidance pass."""
-    values = run_args(image=handle_file(str(image)), **{**ONE_PASS, **changes})
-    values[1] = handle_file(str(audio))
-    return values
+def preview_values(run_args, image: Path, audio: Path, **changes) -> dict:
+    """The preview endpoint's values by name: these files, 1 step, 1 guidance pass."""
+    return {**run_args(**{**ONE_PASS, **changes}), "image": handle_file(str(image)), "audio": handle_file(str(audio))}
 
 
 # --- images -----------------------------------------------------------------------------------------------------
@@ -469,14 +467,14 @@ def test_bad_image_is_refused_with_one_message(name, folder, voice, weights, cli
     except AppError as error:  # the upload itself is refused (not an image, too large)
         assert re.search(message, str(error)), str(error)
         assert_for_people(str(error))
-    app_refuses(client, message, *preview_values(run_args, image, voice), api_name="/preview")
+    app_refuses(client, message, **preview_values(run_args, image, voice), api_name="/preview")
 
 
 def test_sixteen_bit_portrait_and_truncated_wav_through_an_app_preview(folder, client, run_args):
     """The two reported app failures in one run: the 16-bit picture keeps its face, the short file is named."""
     image = made(VALID_IMAGES, "mode-I;16-png", folder)
     audio = made(VALID_AUDIO, "truncated-wav", folder)
-    *_, status, settings, _ = client.predict(*preview_values(run_args, image, audio), api_name="/preview")
+    *_, status, settings, _ = client.predict(**preview_values(run_args, image, audio), api_name="/preview")
     assert "finished" in status and "No face found" not in status, status
     assert re.search(r"is truncated: 0\.5 s of the promised 2\.0 s were read", status), status
     assert settings is not None
@@ -524,7 +522,7 @@ def test_bad_audio_is_refused_with_one_message(name, folder, portrait, weights, 
     info = client.predict(handle_file(str(audio)), api_name="/inspect_audio")
     assert info.startswith("Warning:") and re.search(message, info), info
     assert_for_people(info)
-    app_refuses(client, message, *preview_values(run_args, portrait, audio), api_name="/preview")
+    app_refuses(client, message, **preview_values(run_args, portrait, audio), api_name="/preview")
 
 
 # --- file names and output paths --------------------------------------------------------------------------------
@@ -639,7 +637,7 @@ def test_hostile_emotion_segments_are_explained(name, folder, portrait, voice, w
     cli_refuses(cli(*args, "--emotion-segments", str(path)), message)
     row = [str(start) if isinstance(start, float) else start, end, "", None, label]  # JSON has no NaN: as text
     table = {"headers": TABLE_HEADERS, "data": [row]}
-    app_refuses(client, message, *preview_values(run_args, portrait, voice, table=table), api_name="/preview")
+    app_refuses(client, message, **preview_values(run_args, portrait, voice, table=table), api_name="/preview")
 
 
 # --- numbers typed or sent where the API expects them -----------------------------------------------------------
@@ -647,7 +645,7 @@ def test_hostile_emotion_segments_are_explained(name, folder, portrait, voice, w
 
 @dataclass(frozen=True)
 class Number:
-    """A value where a number belongs: the app widget (its value name in the run's values) and the value sent,
+    """A value where a number belongs: the app widget (its ``RunForm`` field) and the value sent,
     the CLI flag and its text (None where a door has no such input), and the message both answer with."""
 
     field: str | None
@@ -704,7 +702,7 @@ def test_text_or_junk_where_a_number_belongs_is_named_with_its_range(name, folde
         cli_refuses(cli(*args, f"{flag}={text}"), case.message)
     if case.field is not None:
         values = preview_values(run_args, portrait, voice, **{case.field: case.value})
-        app_refuses(client, case.message, *values, api_name="/preview")
+        app_refuses(client, case.message, **values, api_name="/preview")
 
 
 def test_text_where_a_segment_number_belongs(client):

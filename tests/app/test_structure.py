@@ -6,7 +6,13 @@ from pathlib import Path
 import pytest
 
 from memo_app import AppSettings, StudioService
+from memo_app.emotion_panel import EmotionPanel
+from memo_app.form import RunForm
+from memo_app.model_panel import MODEL_FIELDS, ModelPanel
+from memo_app.portrait_panel import PortraitPanel
+from memo_app.runs import RunPanel, preview_label
 from memo_app.service import NO_MODEL_MESSAGE
+from memo_app.speech_panel import SpeechPanel
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,15 +46,15 @@ def test_without_a_model_inputs_work_and_generation_explains(tmp_path, monkeypat
 
     monkeypatch.setattr(memo_model.loading, "BUNDLED_WEIGHTS", tmp_path / "no-bundled-model")
     service = StudioService(AppSettings(output_dir=tmp_path / "out"))
-    assert service.pipeline is None and NO_MODEL_MESSAGE in service.model_status()
+    assert service.pipeline is None and NO_MODEL_MESSAGE in ModelPanel(service).model_status()
     examples = ROOT / "assets" / "examples"
-    face, crop, notes = service.inspect_portrait(str(examples / "synthetic_person_2.png"), 1.8)
+    face, crop, notes = PortraitPanel(service).inspect_portrait(str(examples / "synthetic_person_2.png"), 1.8)
     assert face is not None and "One face found" in notes
-    assert "Duration **4.0 s**" in service.inspect_audio(str(examples / "speech_2_angry.wav"))
-    _, table, summary = service.analyze(str(examples / "speech_2_angry.wav"), 30, "use detected")
+    assert "Duration **4.0 s**" in SpeechPanel(service).inspect_audio(str(examples / "speech_2_angry.wav"))
+    _, table, summary = EmotionPanel(service).analyze(str(examples / "speech_2_angry.wav"), 30, "use detected")
     assert "detection is unavailable" in summary and table[0][2] == "—"
     with pytest.raises(Exception, match="No model is loaded"):
-        next(service.run((), preview=True, session="test"))
+        next(RunPanel(service).run(RunForm(), preview=True, session="test"))
 
 
 def test_the_preview_button_names_the_active_models_preview_steps(tmp_path):
@@ -62,8 +68,8 @@ def test_the_preview_button_names_the_active_models_preview_steps(tmp_path):
     manifest = json.loads((quick / MANIFEST_NAME).read_text())
     (quick / MANIFEST_NAME).write_text(json.dumps({**manifest, "preview_steps": 1}))
     service = StudioService(AppSettings(weights=str(quick), output_dir=tmp_path / "out"))
-    assert service.preview_label() == "Preview (first 3 s, 1 step)"
-    _, _, button, *_ = service.load_model(str(plain))
+    assert preview_label(service) == "Preview (first 3 s, 1 step)"
+    _, button, *_ = ModelPanel(service).load_model(str(plain))
     assert button["value"] == "Preview (first 3 s, 8 steps)"  # loading a model relabels the button
 
 
@@ -80,8 +86,11 @@ def test_loading_a_model_sets_the_sliders_to_its_defaults_and_a_failure_keeps_th
     service = StudioService(AppSettings(weights=str(first), output_dir=tmp_path / "out"))
     before = service.default_guidance(), service.default_steps()
     assert before != (1.5, 7)
-    *_, emotion, reference, audio, steps = service.load_model(str(second))
-    assert [emotion["value"], reference["value"], audio["value"], steps["value"]] == [1.5, 1.5, 1.5, 7]
-    status, *_, emotion, reference, audio, steps = service.load_model(str(tmp_path / "missing"))
+    sliders = ("emotion_strength", "reference_guidance", "audio_guidance", "steps")
+    _, _, *updates = ModelPanel(service).load_model(str(second))
+    loaded = dict(zip(MODEL_FIELDS, updates, strict=True))
+    assert [loaded[name]["value"] for name in sliders] == [1.5, 1.5, 1.5, 7]
+    status, _, *updates = ModelPanel(service).load_model(str(tmp_path / "missing"))
+    kept = dict(zip(MODEL_FIELDS, updates, strict=True))
     assert "Could not load" in status
-    assert all("value" not in update for update in (emotion, reference, audio, steps))  # the user's values stay
+    assert all("value" not in kept[name] for name in sliders)  # the user's values stay
