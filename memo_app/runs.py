@@ -18,6 +18,7 @@ from pathlib import Path
 import gradio as gr
 
 from memo_app.display import clip_gif, count, input_error, segment_list
+from memo_app.emotion_panel import USE_DETECTED, emotion_overrides, without_overrides
 from memo_app.form import PREVIEW_SECONDS, RESTORED, RunForm, read_settings
 from memo_app.service import StudioService
 from memo_model.audio.io import load_audio
@@ -29,6 +30,8 @@ STATUS_INTERVAL = 0.5  # seconds between streamed status updates during a run
 # Rough GPU seconds per clip and denoising step at 512 px (4 guidance passes): sizes a ZeroGPU reservation.
 GPU_SECONDS_PER_CLIP_STEP = 1.5
 GPU_OVERHEAD_SECONDS = 30
+# The A/B preview's two sides: (title, output file name); ui.py labels the two videos with these titles.
+AB_SIDES = (("A · detected emotions", "ab_detected"), ("B · your emotions", "ab_yours"))
 
 try:  # Hugging Face Spaces (ZeroGPU): reserve a GPU for the length of one run
     import spaces
@@ -75,11 +78,11 @@ class RunPanel:
             )
         return self.service.pipeline
 
-    def build_request(self, form: RunForm, preview: bool) -> GenerationRequest:
-        """A validated request of the form, written into the app's output folder; raises InputError listing every
-        problem."""
+    def build_request(self, form: RunForm, preview: bool, name: str | None = None) -> GenerationRequest:
+        """A validated request of the form, written into the app's output folder as ``{time}_{name}.mp4`` (by
+        default "preview" or "video"); raises InputError listing every problem."""
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        kind = "preview" if preview else "video"
+        kind = name or ("preview" if preview else "video")
         settings = self.service.settings
         output = settings.output_dir / f"{stamp}_{kind}.mp4"
         request = form.to_request(output=output, max_audio_seconds=settings.max_audio_seconds, preview=preview)
@@ -121,11 +124,13 @@ class RunPanel:
         """The full length; yields (video, clips, status, settings file, used seed) as the run goes on."""
         yield from self.run(RunForm(**values), False, session_of(request), progress)
 
-    def run(self, form: RunForm, preview: bool, session: str, progress_bar=None) -> Iterator[tuple]:
+    def run(
+        self, form: RunForm, preview: bool, session: str, progress_bar=None, name: str | None = None
+    ) -> Iterator[tuple]:
         """Generate (or preview); yields (video, clips, status, settings file, used seed) as the run goes on."""
         pipeline = self._require_model()
         try:
-            request = self.build_request(form, preview)
+            request = self.build_request(form, preview, name)
             load_audio(request.audio, max_seconds=request.max_audio_seconds)  # unreadable / silent / too long
         except InputError as error:
             raise input_error(error) from None
@@ -192,6 +197,43 @@ class RunPanel:
         status = "\n\n".join([status, f"Emotions used: {used}.", *notes])
         settings = str(result.settings_path) if result.settings_path.is_file() else None
         return video, clips, status, settings, result.seed
+
+    def ab_preview(self, request: gr.Request, progress=gr.Progress(), **values) -> Iterator[tuple]:
+        """The first seconds previewed twice, side by side: A with the detected emotions, B with the person's
+        overrides; yields (video A, video B, status) as the runs go on.
+
+        Both are previews of the run form (``RunForm`` → ``GenerationRequest``, same steps and seed) and differ only
+        in the emotions: A's form has its overrides cleared.
+        """
+        form = RunForm(**values)
+        try:
+            overrides = emotion_overrides(form.global_choice, form.table)
+        except InputError as error:
+            raise input_error(error) from None
+        if overrides.is_empty:
+            raise input_error(
+                "The A/B preview compares the detected emotions with yours: choose an emotion for a segment or for "
+                "the whole video first."
+            )
+        session = session_of(request)
+        detected = replace(form, table=without_overrides(form.table), global_choice=USE_DETECTED)
+        yield None, None, "A/B preview: A first, with the detected emotions…"
+        video_a, report_a, seed = yield from self._ab_side(detected, 0, "", session, progress)
+        if video_a is None or "Cancelled" in report_a:
+            yield video_a, None, report_a
+            return
+        yours = replace(form, seed=seed, random_seed=False)  # the seed A used, even when A drew a random one
+        video_b, report_b, _ = yield from self._ab_side(yours, 1, report_a, session, progress)
+        yield video_a, video_b, f"{report_a}\n\n{report_b}"
+
+    def _ab_side(self, form: RunForm, side: int, before: str, session: str, progress):
+        """Side ``side`` (0 = A, 1 = B) of the A/B preview: yields (skip, skip, its status under ``before``) as it
+        runs; returns (video, its report, the seed used)."""
+        title, name = AB_SIDES[side]
+        for outputs in self.run(form, True, session, progress, name):
+            yield gr.skip(), gr.skip(), "\n\n".join(part for part in (before, f"**{title}:** {outputs[2]}") if part)
+        video, _, status, _, seed = outputs
+        return video, f"**{title}:** {status}", seed
 
     def cancel(self, request: gr.Request) -> str:
         """Stop this visitor's run before its next denoising step; the finished clips stay a playable video."""

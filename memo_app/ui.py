@@ -13,14 +13,21 @@ from pathlib import Path
 import gradio as gr
 
 from memo_app.display import input_error
-from memo_app.emotion_panel import GLOBAL_CHOICES, TABLE_HEADERS, USE_DETECTED, EmotionPanel
+from memo_app.emotion_panel import (
+    GLOBAL_CHOICES,
+    STATIC_COLUMNS,
+    TABLE_HEADERS,
+    TABLE_TYPES,
+    USE_DETECTED,
+    EmotionPanel,
+)
 from memo_app.form import RESTORED, RunForm
 from memo_app.model_panel import MODEL_FIELDS, ModelPanel
 from memo_app.portrait_panel import PortraitPanel
-from memo_app.runs import RunPanel, preview_label
+from memo_app.runs import AB_SIDES, RunPanel, preview_label
 from memo_app.service import PAPER_MEMORY_DECAY, StudioService
 from memo_app.speech_panel import SpeechPanel
-from memo_model.audio.emotion import SELECTABLE_EMOTIONS
+from memo_model import EmotionOverrides
 from memo_model.errors import InputError, shown
 from memo_model.pipelines.request import LIMITS, Limit
 from memo_model.vision.face import check_image
@@ -33,7 +40,13 @@ INTRO = (
 )
 CSS = ".memo-status {min-height: 2.5em} footer {display: none !important}"
 GENERATION = "generation"  # preview, generate and model loading share one slot: one run at a time
-SEGMENT_NUMBER = Limit(1, math.inf, 1, 1, "Segment", "Row of the segment table to set")
+
+
+def with_handler_check(component: gr.Dropdown) -> gr.Dropdown:
+    """Hand the value over as sent: the segment list's choices change with every analysis, per browser tab, so a
+    script that sends a segment number is answered by the handler, which knows the table, in words."""
+    component.preprocess = lambda payload: payload
+    return component
 
 
 def with_readable_image_errors(component: gr.Image) -> gr.Image:
@@ -196,29 +209,56 @@ def build_demo(service: StudioService) -> gr.Blocks:
                         info="'use detected' keeps the detected emotion of each segment",
                         elem_id="global-emotion",
                     )
-                timeline = gr.Image(label="Emotion timeline", interactive=False, elem_id="timeline")
-                emotion_summary = gr.Markdown(elem_classes="memo-status", elem_id="emotion-summary")
-                table = gr.Dataframe(
-                    headers=TABLE_HEADERS,
-                    datatype=["number", "number", "str", "number", "str"],
-                    label=f"Segments — type an emotion in 'override' ({', '.join(SELECTABLE_EMOTIONS)}); add rows "
-                    "for your own segments",
-                    interactive=True,
-                    row_count=(0, "dynamic"),
-                    column_count=(5, "fixed"),
-                    elem_id="segments",
+                timeline = gr.Image(  # no label over the plot: the heading above names it
+                    show_label=False, interactive=False, height="auto", buttons=["fullscreen"], elem_id="timeline"
                 )
-                with gr.Row():
-                    segment_number = with_number_check(
-                        gr.Number(label="Segment", value=1, precision=0, minimum=1, elem_id="segment-number"),
-                        SEGMENT_NUMBER,
+                emotion_summary = gr.Markdown(elem_classes="memo-status", elem_id="emotion-summary")
+                with gr.Row():  # choices from lists only: nothing to mistype
+                    segment_picker = with_handler_check(
+                        gr.Dropdown(
+                            [],
+                            label="Segment",
+                            info="or click it on the timeline or in the table",
+                            filterable=False,
+                            interactive=False,
+                            elem_id="segment-picker",
+                        )
                     )
                     segment_emotion = gr.Dropdown(
-                        [USE_DETECTED, *SELECTABLE_EMOTIONS], value="happy", label="Emotion", elem_id="segment-emotion"
+                        list(GLOBAL_CHOICES),
+                        value=USE_DETECTED,
+                        label="Its emotion",
+                        info="applied as soon as you choose",
+                        filterable=False,
+                        interactive=False,
+                        elem_id="segment-emotion",
                     )
-                    set_segment = gr.Button("Set segment emotion", elem_id="set-segment")
+                    clear_overrides = gr.Button("Clear overrides", scale=0, min_width=190, elem_id="clear-overrides")
+                no_overrides = EmotionOverrides()
+                precedence = gr.Markdown(no_overrides.describe(), elem_id="emotion-precedence")
+                table = gr.Dataframe(
+                    headers=TABLE_HEADERS,
+                    datatype=TABLE_TYPES,
+                    label="Segments: click a row to choose its emotion above; edit start/end or add a row for a "
+                    "stretch of your own",
+                    interactive=True,
+                    row_count=(0, "dynamic"),
+                    static_columns=STATIC_COLUMNS,
+                    column_widths=["80px", "70px", "100px", "320px", "100px"],  # a phone scrolls them sideways
+                    wrap=True,
+                    elem_id="segments",
+                )
                 guidance = service.default_guidance()  # the active model's (3.5 for the official weights)
                 emotion_strength = slider("emotion_guidance", guidance, elem_id="emotion-strength")
+                ab_preview = gr.Button("A/B preview: detected vs. yours", interactive=False, elem_id="ab-preview")
+                ab_status = gr.Markdown(
+                    emotions.ab_note(no_overrides), elem_classes="memo-status", elem_id="ab-status"
+                )
+                with gr.Row():
+                    ab_videos = [
+                        gr.Video(label=title, interactive=False, height=220, elem_id=name.replace("_", "-"))
+                        for title, name in AB_SIDES
+                    ]
 
                 gr.Markdown("### 4 · Settings")  # the run form's widgets carry the elem_ids RunForm names
                 with gr.Row():
@@ -289,9 +329,25 @@ def build_demo(service: StudioService) -> gr.Blocks:
         global_emotion.input(
             emotions.update_timeline, timeline_inputs, [timeline, emotion_summary], api_name="set_global_emotion"
         )
-        set_segment.click(
-            emotions.set_segment, [table, segment_number, segment_emotion], table, api_name="set_segment"
+        segment_emotion.input(
+            emotions.set_segment, [table, segment_picker, segment_emotion], table, api_name="set_segment"
         ).success(emotions.update_timeline, timeline_inputs, [timeline, emotion_summary], api_name="redraw_timeline")
+        clear_overrides.click(
+            emotions.clear_overrides, table, [table, global_emotion], api_name="clear_overrides"
+        ).success(emotions.update_timeline, timeline_inputs, [timeline, emotion_summary], api_name="redraw_cleared")
+        gr.on(
+            [table.change, global_emotion.change],
+            emotions.controls,
+            [table, global_emotion, segment_picker],
+            [segment_picker, segment_emotion, precedence, ab_preview, ab_status],
+            api_name="emotion_controls",
+        )
+        segment_picker.input(
+            emotions.choose_segment, [table, segment_picker], segment_emotion, api_name="choose_segment"
+        )
+        picked = [segment_picker, segment_emotion]
+        table.select(emotions.pick_row, table, picked, api_name="pick_row")
+        timeline.select(emotions.pick_on_timeline, [audio, fps, table], picked, api_name="pick_on_timeline")
 
         run_form = RunForm.widgets(demo.blocks.values())  # {field: widget}: each reaches the handlers by its name
         run_outputs = [video, clips, status, settings_file, used_seed]
@@ -315,6 +371,13 @@ def build_demo(service: StudioService) -> gr.Blocks:
         preview.click(runs.preview, inputs_kwargs=run_form, outputs=run_outputs, api_name="preview", **run_options)
         generate.click(runs.generate, inputs_kwargs=run_form, outputs=run_outputs, api_name="generate", **run_options)
         cancel.click(runs.cancel, None, status, api_name="cancel", queue=False)
+        ab_preview.click(  # the Emotions panel's A/B preview: two previews of the run form, in the generation slot
+            runs.ab_preview,
+            inputs_kwargs=run_form,
+            outputs=[*ab_videos, ab_status],
+            api_name="ab_preview",
+            **{**run_options, "show_progress_on": [ab_status]},
+        )
 
         settings_in.upload(
             runs.load_settings,

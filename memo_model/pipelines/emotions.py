@@ -6,7 +6,8 @@ The one home of that choice, for the pipeline, the CLI and the app alike:
 
   1. overrides (``EmotionOverrides``): one emotion for the whole video and emotions for parts of it, checked when
      built, with their two JSON forms (an ``--emotion-segments`` file, and a request's flat settings);
-  2. precedence (``EmotionOverrides.apply``): segment overrides over the global emotion over the detected labels;
+  2. precedence (``EmotionOverrides.apply``): segment overrides over the global emotion over the detected labels,
+     and the same in words (``EmotionOverrides.describe``) for the app to show;
   3. display segments (``EmotionSegment``, ``segments``): runs of clips with one label, with the detector's
      probabilities;
   4. the plan (``plan_clip_emotions``): per clip the detected and the used label, and the segments people see.
@@ -170,6 +171,32 @@ class EmotionOverrides:
             labels[(centres >= override.start) & (centres < override.end)] = emotion_index(override.label)
         return labels
 
+    # The order ``apply`` writes the labels in (detected, then global, then segments), said highest first.
+    PRECEDENCE = "Segment overrides win over the whole-video emotion, which wins over detection."
+
+    def describe(self) -> str:
+        """``PRECEDENCE`` and what it means for these overrides, in words a person reads next to their controls."""
+        spans = ", ".join(f"{s.label} {s.start:.1f}-{s.end:.1f} s" for s in self.segments)
+        if self.is_empty:
+            effect = "No overrides: every clip uses its detected emotion."
+        elif not self.segments:
+            effect = f"'{self.global_label}' replaces the detected emotion of every clip."
+        elif self.global_label is None:
+            effect = f"Your segments ({spans}) replace the detected emotion there; other clips keep theirs."
+        else:
+            effect = (
+                f"'{self.global_label}' replaces the detected emotion of every clip except in your segments "
+                f"({spans}), which keep their own emotion."
+            )
+        if self._overlapping():
+            effect += " Where two of your segments overlap, the later one wins."
+        return f"{self.PRECEDENCE} {effect}"
+
+    def _overlapping(self) -> bool:
+        return any(
+            a.start < b.end and b.start < a.end for i, a in enumerate(self.segments) for b in self.segments[i + 1 :]
+        )
+
     # The ``--emotion-segments FILE.json`` form
 
     def to_dict(self) -> dict[str, Any]:
@@ -321,8 +348,9 @@ def segments(
 def _timeline(
     track: EmotionTrack | None, detected: np.ndarray, used: np.ndarray, fps: float, clip_length: int, duration: float
 ) -> tuple[dict, ...]:
-    """Runs of clips with the same (detected, used) labels (C,), cut at the end of the audio; ``detected`` and
-    ``confidence`` (of the detected label) are None without a track."""
+    """Runs of clips with the same (detected, used) labels (C,), cut at the end of the audio; ``detected``,
+    ``confidence`` (of the detected label) and ``probabilities`` (the detector's mean over the run's frames, every
+    label) are None without a track."""
     clip_seconds = clip_length / fps
     runs: list[dict] = []
     for clip, (detected_label, used_label) in enumerate(zip(detected, used, strict=True)):
@@ -335,10 +363,12 @@ def _timeline(
     found = []
     for run in runs:
         detected_label, used_label = run["key"]
-        confidence = None
+        confidence, probabilities = None, None
         if track is not None:
             first, stop = run["first"] * clip_length, (run["last"] + 1) * clip_length
-            confidence = float(track.frame_probabilities[first:stop, detected_label].mean())
+            mean = track.frame_probabilities[first:stop].mean(axis=0)  # (K,)
+            confidence = float(mean[detected_label])
+            probabilities = {name: float(p) for name, p in zip(EMOTION_LABELS, mean, strict=True)}
         found.append(
             {
                 "start": round(run["start"], 3),
@@ -346,6 +376,7 @@ def _timeline(
                 "label": EMOTION_LABELS[used_label],
                 "detected": None if detected_label is None else EMOTION_LABELS[detected_label],
                 "confidence": confidence,
+                "probabilities": probabilities,
             }
         )
     return tuple(found)
@@ -360,8 +391,8 @@ class ClipEmotions:
 
     ``segments`` / ``detected_segments``: runs of used / detected labels (start, end, label, confidence,
     probabilities), as the settings sidecar records them. ``timeline``: runs of clips with the same detected and
-    used labels, cut at the end of the audio (start, end, label = used, detected, confidence of the detected label),
-    as the app's timeline and segment table show them.
+    used labels, cut at the end of the audio (start, end, label = used, detected, confidence of the detected label,
+    probabilities of every label), as the app's timeline and segment table show them.
     """
 
     detected: tuple[int | None, ...]

@@ -84,6 +84,24 @@ def test_an_override_to_the_end_of_the_audio_covers_the_padded_last_clip():
     assert EMOTION_LABELS[used[-1]] == "fearful"
 
 
+@pytest.mark.parametrize(
+    ("overrides", "says"),
+    [
+        (EmotionOverrides(), "every clip uses its detected emotion"),
+        (EmotionOverrides("happy"), "'happy' replaces the detected emotion of every clip"),
+        (EmotionOverrides(segments=((1.0, 2.0, "sad"),)), "Your segments (sad 1.0-2.0 s) replace the detected"),
+        (EmotionOverrides("happy", ((1.0, 2.0, "sad"),)), "every clip except in your segments (sad 1.0-2.0 s)"),
+        (EmotionOverrides(segments=((0.0, 2.0, "sad"), (1.0, 3.0, "angry"))), "the later one wins"),
+    ],
+)
+def test_the_precedence_in_words_says_what_apply_does(overrides, says):
+    text = overrides.describe()
+    assert text.startswith(EmotionOverrides.PRECEDENCE) and says in text
+    if overrides.global_label and overrides.segments:  # what the words promise, apply does: the segment wins
+        used = overrides.apply(np.zeros(4, np.int64), fps=16)  # clips of 1 s: centres 0.5, 1.5, 2.5, 3.5
+        assert names(used) == ["happy", "sad", "happy", "happy"]
+
+
 def test_bad_overrides_explain_the_choices():
     with pytest.raises(ValueError, match="choose one of: angry, disgusted"):
         EmotionOverrides(global_label="joyful")
@@ -205,7 +223,9 @@ def test_the_plan_without_a_detector_uses_the_fallback_and_the_overrides():
     plan = plan_clip_emotions(None, EmotionOverrides(), 30, 16, num_samples)
     assert plan.detected == (None, None) and names(plan.used) == [FALLBACK_EMOTION] * 2
     assert plan.warnings and plan.detected_segments == ()
-    assert plan.timeline == ({"start": 0.0, "end": 1.0, "label": "neutral", "detected": None, "confidence": None},)
+    assert plan.timeline == (
+        {"start": 0.0, "end": 1.0, "label": "neutral", "detected": None, "confidence": None, "probabilities": None},
+    )
     plan = plan_clip_emotions(None, EmotionOverrides("happy", [(0.6, 1.0, "sad")]), 30, 16, num_samples)
     assert names(plan.used) == ["happy", "sad"] and not plan.warnings
     assert [(s["start"], s["end"], s["label"]) for s in plan.timeline] == [(0.0, 0.533, "happy"), (0.533, 1.0, "sad")]
@@ -226,7 +246,20 @@ def test_the_plan_with_a_detector_keeps_detected_and_used_labels_apart():
         (2.0, 4.0, "sad", "sad"),
     ]
     assert all(s["confidence"] == pytest.approx(1.0) for s in plan.timeline)
+    assert [max(s["probabilities"], key=s["probabilities"].get) for s in plan.timeline] == ["happy", "happy", "sad"]
+    assert all(sum(s["probabilities"].values()) == pytest.approx(1.0) for s in plan.timeline)
     assert plan.to_dict()["used_per_clip"] == ["happy", "angry", "sad", "sad"]
+
+
+def test_a_timeline_segment_carries_the_detectors_mean_probabilities():
+    """The app shows each segment's top three from these: the mean over the segment's frames, not the winner's 1.0."""
+    waveform = np.zeros(3 * 16000, np.float32)
+    track = constructed_track()  # 3 s: 12 frames at 4 fps in clips of 4 -> happy, happy, sad
+    plan = plan_clip_emotions(track, EmotionOverrides(), 4, 4, len(waveform))
+    happy = plan.timeline[0]
+    assert (happy["start"], happy["end"], happy["detected"]) == (0.0, 2.0, "happy")
+    assert happy["probabilities"]["happy"] == pytest.approx(happy["confidence"]) == pytest.approx((6 * 0.8 + 0.8) / 8)
+    assert happy["probabilities"]["neutral"] == pytest.approx((6 * 0.2 + 2 * 0.6) / 8)
 
 
 def test_the_pipeline_plan_is_the_plan_of_its_request():
