@@ -4,7 +4,13 @@ generate        portrait + audio -> talking video (mp4 + settings JSON)
 generate-batch  a JSON-lines file of requests -> one video each, sharded over `accelerate launch` processes
 detect-emotion  the emotion segments an audio file would be animated with
 check-weights   load a weights folder in the official layout strictly and list its components
-synth           the synthetic talking-face world (datasets, contact sheets, the analyzer)
+export-weights  copy a run's trained networks into a weights folder (official layout)
+train           the paper's two training stages (accelerate)
+train-vae, train-emotion, train-analyzer, evaluate-analyzer
+                MEMO-Tiny's own parts (memo_model/tiny/)
+synth           the synthetic talking-face world (datasets, contact sheets, scores)
+preprocess      real talking-head videos -> training data (paper appendix F)
+evaluate        the evaluation on held-out synthetic takes
 """
 
 import argparse
@@ -113,6 +119,7 @@ def generate(args: argparse.Namespace) -> int:
         preview_seconds=args.preview_seconds,
         preview_steps=args.preview_steps,
         guidance_layout=args.guidance_layout,
+        paste_back=args.paste_back,
     ).validate()
     _check_media(request)
     pipeline = _load(args)
@@ -130,7 +137,15 @@ def generate(args: argparse.Namespace) -> int:
         bar.close()
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    print(f"{result.video_path}  ({result.num_frames} frames, {result.duration:.2f} s, {pipeline.precision})")
+    width, height = result.resolution
+    what = "the whole portrait" if result.crop_video_path else "the crop"
+    print(
+        f"{result.video_path}  ({width}×{height}, {what}; {result.num_frames} frames, {result.duration:.2f} s, "
+        f"{pipeline.precision})"
+    )
+    if result.crop_video_path:
+        side = pipeline.model_info.resolution_for(request)
+        print(f"{result.crop_video_path}  ({side}×{side}, the crop alone)")
     print(f"{result.settings_path}  (settings, emotions, timings)")
     return 0
 
@@ -212,8 +227,16 @@ def _limited(name: str):
     return parse
 
 
+class _Parser(argparse.ArgumentParser):
+    """Answers a wrong command line with its one-line error and where to read the options, not the whole usage (the
+    usage of ``generate`` alone is over a thousand characters)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n(`{self.prog} --help` lists every option.)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m memo_model", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True)
@@ -237,6 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="only the first S seconds (whole clips), fewer steps",
     )
     gen.add_argument("--preview-steps", type=_limited("preview_steps"), help="preview steps (default: the model's)")
+    gen.add_argument(
+        "--paste-back",
+        action=argparse.BooleanOptionalAction,
+        help="blend the animated crop into the whole portrait as the main video, the crop alone beside it as "
+        "<name>-crop.mp4 (default: when the picture is larger than the crop)",
+    )
     gen.add_argument(
         "--guidance-layout",
         choices=GUIDANCE_LAYOUTS,
@@ -333,7 +362,9 @@ def main(argv: list[str] | None = None) -> int:
         if result is None:
             print("stopped", file=sys.stderr)
         elif result.num_frames:
-            print(f"stopped: {result.duration:.1f} s kept with its audio in {result.video_path}", file=sys.stderr)
+            crop = f" (the crop alone in {result.crop_video_path})" if result.crop_video_path else ""
+            kept = f"{result.duration:.1f} s kept with its audio in {result.video_path}{crop}"
+            print(f"stopped: {kept}", file=sys.stderr)
         else:
             print(f"stopped before the first clip was finished (settings: {result.settings_path})", file=sys.stderr)
         return 130

@@ -6,7 +6,8 @@
 Every non-blank line of ``jobs.jsonl`` is one ``GenerationRequest`` as ``GenerationRequest.to_dict()`` writes it
 (at least ``image`` and ``audio``; relative paths are relative to the current directory), plus an optional
 ``"name"``: the stem of the job's files in DIR (default ``job-<line number>``). A line's ``output`` is ignored:
-job ``NAME`` always writes ``DIR/NAME.mp4`` and its settings sidecar ``DIR/NAME.json``.
+job ``NAME`` always writes ``DIR/NAME.mp4`` and its settings sidecar ``DIR/NAME.json``, and with paste-back (the
+request's ``paste_back``) the crop alone as ``DIR/NAME-crop.mp4``.
 
 Under ``accelerate launch`` / ``torchrun`` (any number of GPUs or machines) job ``i`` (0-based, in file order) runs
 on rank ``i mod world size``; without a launcher everything runs in one process. A job is generated under
@@ -34,6 +35,7 @@ from typing import Any
 import torch
 
 from memo_model.errors import InputError, SetupError
+from memo_model.pipelines.pipeline_memo import crop_video_path
 from memo_model.pipelines.request import GenerationRequest
 
 SUMMARY_NAME = "summary.json"
@@ -53,22 +55,27 @@ class Job:
 
 @dataclass(frozen=True)
 class JobFiles:
-    """Where one job's files go: the final mp4 and sidecar, the error file and the temporaries."""
+    """Where one job's files go: the final mp4s and sidecar, the error file and the temporaries."""
 
     video: Path
+    crop_video: Path  # with paste-back only
     settings: Path
     error: Path
     partial_video: Path  # the request's output while the job runs
+    partial_crop_video: Path  # the pipeline's crop video beside it
     partial_settings: Path  # the sidecar the pipeline writes next to it
     partial_error: Path
 
     @classmethod
     def of(cls, output_dir: Path, name: str) -> "JobFiles":
+        partial_video = output_dir / f".{name}.partial.mp4"
         return cls(
             video=output_dir / f"{name}.mp4",
+            crop_video=crop_video_path(output_dir / f"{name}.mp4"),
             settings=output_dir / f"{name}.json",
             error=output_dir / f"{name}.error.json",
-            partial_video=output_dir / f".{name}.partial.mp4",
+            partial_video=partial_video,
+            partial_crop_video=crop_video_path(partial_video),
             partial_settings=output_dir / f".{name}.partial.json",
             partial_error=output_dir / f".{name}.partial.error.json",
         )
@@ -77,10 +84,12 @@ class JobFiles:
     def temporaries(self) -> tuple[Path, ...]:
         """Every file a killed or failed run of this job can leave behind (see VideoWriter and the pipeline: the
         encoder's ``.partial.mp4``, the running sidecar ``.partial.json``, a stopped run's ``-partial`` files)."""
-        stem = self.partial_video.stem
-        pipeline_files = [f"{stem}.partial.mp4", f"{stem}.partial.json", f"{stem}-partial.mp4", f"{stem}-partial.json"]
-        left = tuple(self.partial_video.with_name(name) for name in pipeline_files)
-        return self.partial_video, *left, self.partial_settings, self.partial_error
+        left = []
+        for video in (self.partial_video, self.partial_crop_video):
+            stem = video.stem
+            names = [f"{stem}.partial.mp4", f"{stem}.partial.json", f"{stem}-partial.mp4", f"{stem}-partial.json"]
+            left += [video, *(video.with_name(name) for name in names)]
+        return *left, self.partial_settings, self.partial_error
 
     def is_done(self) -> bool:
         return self.video.is_file() and self.settings.is_file()
@@ -98,6 +107,11 @@ def _check_name(name: Any, line: int, where: str) -> str:
         )
     if name == Path(SUMMARY_NAME).stem or name.endswith(".error") or ".partial" in name:
         raise InputError(f"{where} line {line}: the name {name!r} is reserved for the batch's own files.")
+    if name.lower().endswith("-crop"):  # also on case-insensitive file systems
+        raise InputError(
+            f"{where} line {line}: the name {name!r} ends like the crop video of a job named "
+            f"{name[: -len('-crop')]!r} (paste-back writes NAME-crop.mp4); choose another name."
+        )
     return name
 
 
@@ -188,6 +202,7 @@ def _finished_record(job: Job, files: JobFiles, status: str, rank: int, **extra:
         status,
         rank,
         video=str(files.video),
+        crop_video=str(files.crop_video) if files.crop_video.is_file() else None,
         settings=str(files.settings),
         frames=settings.get("num_frames"),
         seconds=settings.get("duration_seconds"),
@@ -203,9 +218,13 @@ def _generate(job: Job, files: JobFiles, pipeline: Any) -> None:
     settings = json.loads(files.partial_settings.read_text())
     settings["video"] = str(files.video)
     settings["request"]["output"] = str(files.video)
+    if result.crop_video_path is not None:
+        settings["crop_video"] = str(files.crop_video)
     files.partial_settings.write_text(json.dumps(settings, indent=2))
     for warning in result.warnings:
         print(f"{job.name}: warning: {warning}", file=sys.stderr)
+    if result.crop_video_path is not None:
+        os.replace(files.partial_crop_video, files.crop_video)
     os.replace(files.partial_video, files.video)  # the sidecar last: a job is done when both exist
     os.replace(files.partial_settings, files.settings)
 

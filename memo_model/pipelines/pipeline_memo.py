@@ -20,6 +20,11 @@ as its past frames; clip t > 0 on the last generated frames, re-encoded from the
 the memory is carried across all clips; the scheduler is FlowMatch Euler with the diffusers defaults; latents are
 scaled by the VAE's scaling factor (0.18215) and reference latents use the posterior mean.
 
+What is written (``__call__``): the mp4 carries the person's own audio file at its own rate and channels (the
+official code muxes the 16 kHz mono input), cut to the frames made; with paste-back (``GenerationRequest.paste_back``)
+each clip is also blended into the whole portrait (``vision/paste_back.py``), which becomes ``<name>.mp4``, the crop
+alone ``<name>-crop.mp4``. ``output_resolution`` tells a request's video size before it runs.
+
 Legend: c latent channels, f frames per clip, p past frames, h w latent size, H W pixels.
 """
 
@@ -68,8 +73,9 @@ from memo_model.pipelines.speed import (
     resolve_precision,
     skips_denoiser,
 )
-from memo_model.vision.face import IdentityEmbedder, PreparedPortrait, prepare_portrait
-from memo_model.vision.video_io import VideoWriter, frames_to_uint8
+from memo_model.vision.face import IdentityEmbedder, PreparedPortrait, load_image, prepare_portrait
+from memo_model.vision.paste_back import PasteBack, output_size, wanted
+from memo_model.vision.video_io import VideoWriter, audio_stream, frames_to_uint8
 
 DECODE_BATCH = 8  # frames per VAE decode call: bounds activation memory at 512² on small GPUs
 OUTPUT_DIR = Path("outputs")
@@ -97,6 +103,10 @@ class ModelInfo:
         """The denoising steps ``request`` runs on this model."""
         return request.effective_steps(self.default_steps, self.preview_steps)
 
+    def resolution_for(self, request: GenerationRequest) -> int:
+        """The side of the square crop ``request`` animates on this model."""
+        return request.resolution or self.resolution
+
 
 @dataclass(frozen=True)
 class Progress:
@@ -108,18 +118,20 @@ class Progress:
     num_steps: int
     elapsed: float  # seconds since the run started
     eta: float  # estimated seconds left
-    frames: np.ndarray | None = None  # (f, H, W, 3) uint8 of a finished clip
+    frames: np.ndarray | None = None  # (f, H, W, 3) uint8 of a finished clip: the crop, before any paste-back
 
 
 @dataclass
 class GenerationResult:
-    video_path: Path
+    video_path: Path  # the whole portrait with paste-back, else the crop
     settings_path: Path
     cancelled: bool
     num_frames: int
     duration: float
     seed: int
     clip_emotions: ClipEmotions
+    resolution: tuple[int, int]  # (width, height) of video_path
+    crop_video_path: Path | None = None  # the crop alone, beside a pasted-back video; None without paste-back
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -566,6 +578,25 @@ class MemoPipeline:
 
     # --- the run ----------------------------------------------------------------------------------------
 
+    def output_resolution(
+        self, request: GenerationRequest, portrait: PreparedPortrait | None = None
+    ) -> tuple[int, int]:
+        """(width, height) of the video ``request`` makes (``GenerationResult.resolution``), without generating.
+
+        Paste-back off: the model's square crop, known at once. On: the picture's size (``paste_back.output_size``),
+        read by decoding the picture. Automatic: whether the crop is smaller than the picture depends on the face,
+        so the portrait is prepared as the run prepares it (face detection, about a second on a CPU) — unless
+        ``portrait``, the request's ``prepare_portrait`` (the crop an app shows before the run), is given.
+        """
+        resolution = self.model_info.resolution_for(request)
+        if request.paste_back is False:
+            return resolution, resolution
+        if request.paste_back and portrait is None:
+            return output_size(load_image(request.image).size)
+        if portrait is None:
+            portrait = prepare_portrait(request.image, resolution, request.crop_scale, request.crop_to_face)
+        return output_size(portrait.original_size) if _pastes_back(request, portrait) else (resolution, resolution)
+
     @torch.no_grad()
     def __call__(
         self,
@@ -577,7 +608,7 @@ class MemoPipeline:
         timings: dict[str, float] = {}
         # 1. Check inputs
         request = request.validate()
-        resolution = request.resolution or self.model_info.resolution
+        resolution = self.model_info.resolution_for(request)
         if resolution % self.latent_factor:
             raise ValueError(f"Resolution {resolution} is not a multiple of the VAE factor {self.latent_factor}.")
         should_stop = cancel.is_set if isinstance(cancel, threading.Event) else (cancel or (lambda: False))
@@ -593,20 +624,27 @@ class MemoPipeline:
         waveform = load_audio(request.audio, max_seconds=request.max_audio_seconds, notes=warnings)
         if request.is_preview:
             waveform = waveform[: round(request.preview_length * SAMPLE_RATE)]
+        soundtrack = _soundtrack(request.audio, waveform, warnings)  # what the mp4 plays, cut to the frames made
         fps = request.fps
         emotions = plan_emotions(waveform, self.emotion_detector, request, CLIP_FRAMES)  # on the mix, as official
         feature_waveform = waveform if self.vocal_separator is None else self.vocal_separator(waveform)
         warnings += emotions.warnings
         timings["prepare"] = time.perf_counter() - started
 
-        # 4. The clip loop, streamed to the mp4
+        # 4. The clip loop, streamed to the mp4 (and, with paste-back, the crop alone to a second one)
         guidance = request.guidance_scales(self.model_info.default_guidance)
         steps = self.model_info.steps_for(request)
         output = _output_path(request)
-        writer = VideoWriter(output, fps=fps, audio=waveform, audio_sample_rate=SAMPLE_RATE)
+        paste = PasteBack.from_portrait(portrait) if _pastes_back(request, portrait) else None
+        audio = {"audio": soundtrack, "audio_sample_rate": SAMPLE_RATE, "audio_seconds": len(waveform) / SAMPLE_RATE}
+        writer = VideoWriter(output, fps=fps, **audio)
+        crop_writer = None if paste is None else VideoWriter(crop_video_path(output), fps=fps, **audio)
+        videos = [writer] if crop_writer is None else [writer, crop_writer]
         # Settings first, so that a killed run leaves them beside its partial video
         running = output.with_name(f"{output.stem}.partial.json")
-        running.write_text(json.dumps({"status": "running", "video": str(writer.partial_path), **_settings(request)}))
+        crop_partial = None if crop_writer is None else str(crop_writer.partial_path)
+        partials = {"video": str(writer.partial_path), "crop_video": crop_partial}
+        running.write_text(json.dumps({"status": "running", **partials, **_settings(request)}))
         cancelled = interrupted = False
         loop_started = time.perf_counter()
         try:
@@ -628,27 +666,34 @@ class MemoPipeline:
             )
             for clip in clips:
                 frames_uint8 = frames_to_uint8(rearrange(clip.frames, "f c H W -> f H W c").cpu().numpy())
-                writer.write(frames_uint8)
+                if paste is None:
+                    writer.write(frames_uint8)
+                else:
+                    crop_writer.write(frames_uint8)
+                    writer.write(paste(frames_uint8))  # (f, H, W, 3) at the portrait's size
                 if callback is not None:
                     callback(replace(clip.progress, frames=frames_uint8))
         except (Cancelled, KeyboardInterrupt) as stop:  # a cancel, a Ctrl-C: keep what was made
             cancelled, interrupted = True, isinstance(stop, KeyboardInterrupt)
         except BaseException:
-            writer.close(cancelled=True)  # the frames so far, as <name>-partial.mp4 beside the running sidecar
+            for video in videos:  # the frames so far, as -partial.mp4 beside the running sidecar
+                video.close(cancelled=True)
             raise
-        video_path = writer.close(cancelled=cancelled)
+        for video in videos:
+            video.close(cancelled=cancelled)
         timings["generate"] = time.perf_counter() - loop_started
         timings["total"] = time.perf_counter() - started
 
-        final = Path(video_path or (writer.cancelled_path if cancelled else output))
         result = GenerationResult(
-            video_path=final,
-            settings_path=final.with_suffix(".json"),
+            video_path=writer.target,
+            settings_path=writer.target.with_suffix(".json"),
             cancelled=cancelled,
             num_frames=writer.frames_written,
             duration=writer.frames_written / fps,
             seed=request.seed,
             clip_emotions=emotions,
+            resolution=(resolution, resolution) if paste is None else paste.size,
+            crop_video_path=None if crop_writer is None else crop_writer.target,
             warnings=warnings,
             timings=timings,
         )
@@ -657,6 +702,24 @@ class MemoPipeline:
         if interrupted:
             raise Interrupted(result)
         return result
+
+
+def _pastes_back(request: GenerationRequest, portrait: PreparedPortrait) -> bool:
+    """Whether ``request`` blends its clips into the whole portrait: as it says, or (``None``) when that adds
+    anything — the picture holds more than the crop."""
+    return wanted(portrait) if request.paste_back is None else request.paste_back
+
+
+def _soundtrack(audio: str | Path, waveform: np.ndarray, warnings: list[str]) -> Path | np.ndarray:
+    """The sound of the mp4: the person's own file, at its rate and channels, when ffmpeg reads it; else (a format
+    only our decoder reads) the 16 kHz mono waveform the model heard, with a warning."""
+    if audio_stream(audio) is not None:
+        return Path(audio)
+    warnings.append(
+        f"The video's sound is the 16 kHz mono the model heard: the video encoder cannot read the audio file "
+        f"{Path(audio).name!r} — convert it to WAV, FLAC or MP3 to keep its full quality."
+    )
+    return waveform
 
 
 def _progress(clip, num_clips, step, num_steps, started, frames=None) -> Progress:
@@ -675,15 +738,22 @@ def _output_path(request: GenerationRequest) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     candidate, counter = path.with_suffix(".mp4"), 1
 
-    def taken(video: Path) -> bool:  # the video, its sidecar, or a partial or running file of the same name
-        partial = video.with_name(f"{video.stem}-partial.mp4")
+    def taken(video: Path) -> bool:  # the video, its crop, its sidecar, or a partial or running file of these names
+        crop = crop_video_path(video)
+        partials = [mp4.with_name(f"{mp4.stem}-partial.mp4") for mp4 in (video, crop)]
         running = video.with_name(f"{video.stem}.partial.json")
-        return any(p.exists() for p in (video, video.with_suffix(".json"), partial, running))
+        return any(p.exists() for p in (video, crop, video.with_suffix(".json"), *partials, running))
 
     while taken(candidate):
         candidate = path.with_name(f"{path.stem}-{counter}.mp4")
         counter += 1
     return candidate
+
+
+def crop_video_path(video: str | Path) -> Path:
+    """Where the crop alone goes beside a pasted-back ``video``: ``<name>-crop.mp4``."""
+    video = Path(video)
+    return video.with_name(f"{video.stem}-crop.mp4")
 
 
 def _settings(request: GenerationRequest) -> dict:
@@ -700,7 +770,11 @@ def _write_sidecar(result, request, model_info, resolution, steps, plan, precisi
         "cancelled": result.cancelled,
         "num_frames": result.num_frames,
         "duration_seconds": round(result.duration, 3),
-        "resolution": resolution,
+        "resolution": resolution,  # the side of the square crop the model animates
+        "paste_back": result.crop_video_path is not None,
+        "video_resolution": list(result.resolution),  # (width, height) of "video"
+        "crop_video": None if result.crop_video_path is None else str(result.crop_video_path),
+        "crop_video_resolution": None if result.crop_video_path is None else [resolution, resolution],
         "steps": steps,
         "guidance": dict(
             zip(("reference", "audio", "emotion"), request.guidance_scales(model_info.default_guidance), strict=True)

@@ -86,7 +86,8 @@ class GenerationRequest:
     across clips (MEMO), ``"recent"`` keeps only the last past frames (the memory is rewritten every clip, as the
     original release did), ``"reference"`` looks only at the portrait (past frames = the reference).
     ``guidance_layout``: ``"per-sample"`` (each guidance pass sees its own reference and face tokens) or
-    ``"official"`` (the official inference's tiled batch), see ``guidance.py``.
+    ``"official"`` (the official inference's tiled batch), see ``guidance.py``. ``paste_back``: the animated crop
+    blended into the whole portrait (``vision/paste_back.py``) as the main video, the crop alone beside it.
     """
 
     image: str | Path
@@ -104,6 +105,9 @@ class GenerationRequest:
     memory_decay: float | None = None
     crop_scale: float = float(LIMITS["crop_scale"].default)
     crop_to_face: bool = True
+    # None: on when the picture holds more than the crop the model animates (paste_back.wanted); True: always; False:
+    # the crop alone. On: <name>.mp4 is the whole picture (long side at most 1920 px), <name>-crop.mp4 the crop.
+    paste_back: bool | None = None
     preview_seconds: float | None = None
     preview_steps: int | None = None  # None: the model's preview steps (8 unless its manifest says otherwise)
     max_audio_seconds: float = float(LIMITS["max_audio_seconds"].default)

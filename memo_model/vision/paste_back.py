@@ -66,8 +66,11 @@ class PasteBack:
 
     @classmethod
     def from_portrait(cls, portrait: PreparedPortrait, max_side: int = MAX_SIDE) -> PasteBack:
-        """For the picture ``portrait`` was prepared from, reduced to at most ``max_side`` on the long side."""
-        size = output_size(portrait.full_image.size, max_side)
+        """For the picture ``portrait`` was prepared from, reduced to at most ``max_side`` on the long side.
+
+        The size follows the picture as it was given (``original_size``, upright), so it is known from the picture
+        alone, before any face is found; ``full_image`` (smaller when the picture was huge) supplies the pixels."""
+        size = output_size(portrait.original_size, max_side)
         scale_x = size[0] / portrait.full_image.width
         scale_y = size[1] / portrait.full_image.height
         left, top, right, bottom = portrait.crop_box

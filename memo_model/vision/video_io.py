@@ -3,10 +3,12 @@
 The official code collects every frame, then writes them with moviepy at 30 fps, audio = the 16 kHz input as
 AAC, length = min(video, audio) (docs/CHECKPOINT.md §1.5, §1.8). Here frames go to ffmpeg through a pipe as each clip
 finishes, so memory does not grow with the video length, and the file is finalised even when generation is
-cancelled or crashes:
+cancelled or crashes. The audio can be the person's own file, encoded again as AAC at its own rate and channels
+(``audio_stream`` says whether ffmpeg reads it):
 
 1. ``write`` pipes raw RGB frames to an ffmpeg that encodes H.264 (yuv420p) into ``<name>.partial.mp4``, with
-   the audio (AAC) as its second input from the start, stopped with the video (``-shortest``);
+   the audio (AAC) as its second input from the start, stopped with the video (``-shortest``; a frame of silence
+   is added, as the audio may end inside the last frame, which ``-shortest`` would then drop);
 2. ``close`` ends that stream, then copies both streams, the audio cut exactly to the frames written, into
    ``<name>.mp4`` (``+faststart``: browsers start playing before the download ends), or into
    ``<name>-partial.mp4`` when the run was cancelled or interrupted, and removes the file in progress.
@@ -22,6 +24,7 @@ import math
 import re
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -36,6 +39,7 @@ DEFAULT_PRESET = "medium"  # x264 speed/size trade-off; encoding is never the bo
 AUDIO_BITRATE = "128k"
 _PROBE_AUDIO_RATE = 48_000  # rate at which probe_media counts decoded audio samples
 _READ_BYTES = 1 << 20
+CHANNEL_LAYOUTS = {"mono": 1, "stereo": 2, "downmix": 2, "quad": 4, "hexagonal": 6, "octagonal": 8}  # ffmpeg's names
 
 
 def frames_to_uint8(frames: np.ndarray) -> np.ndarray:
@@ -57,10 +61,13 @@ def pad_to_even(frames: np.ndarray) -> np.ndarray:
 class VideoWriter:
     """Write uint8 RGB frames clip by clip into an mp4 with the given audio.
 
-    ``audio`` is a mono waveform (at ``audio_sample_rate``) or the path of the original audio file. With
-    ``trim_to_audio`` frames that start after the audio ends are dropped (the last clip is padded to 16 frames,
-    docs/CHECKPOINT.md §1.3), and the audio is always cut to the frames written. Use as a context manager: on an
-    exception the frames written so far are still finalised into a playable file, and the exception propagates.
+    ``audio`` is a mono waveform (at ``audio_sample_rate``) or the path of an audio (or video) file ffmpeg reads,
+    whose sound keeps its sample rate and channels. ``audio_seconds``: how much of the audio the video covers, from
+    its start (``None``: all of it, its length read from the file). With ``trim_to_audio`` frames that start after
+    that are dropped (the last clip is padded to 16 frames, docs/CHECKPOINT.md §1.3), and the audio is always cut
+    to the frames written (so it may run on into the last frame, a few ms past ``audio_seconds``). Use as a context
+    manager: on an exception the frames written so far are still finalised into a playable file, and the exception
+    propagates.
 
         with VideoWriter("out.mp4", fps=30, audio=waveform) as writer:
             for clip in clips:          # (16, H, W, 3) uint8
@@ -73,18 +80,22 @@ class VideoWriter:
         fps: float = DEFAULT_FPS,
         audio: np.ndarray | str | Path | None = None,
         audio_sample_rate: int = SAMPLE_RATE,
+        audio_seconds: float | None = None,
         trim_to_audio: bool = True,
         crf: int = DEFAULT_CRF,
         preset: str = DEFAULT_PRESET,
     ):
         if fps <= 0:
             raise ValueError(f"fps must be positive, got {fps}.")
+        if audio_seconds is not None and audio_seconds <= 0:
+            raise ValueError(f"audio_seconds must be positive, got {audio_seconds}.")
         self.path = Path(path)
         self.partial_path = self.path.with_name(f"{self.path.stem}.partial.mp4")  # while it is being written
         self.cancelled_path = self.path.with_name(f"{self.path.stem}-partial.mp4")  # a cancelled run's video
         self.fps = fps
         self.audio = audio
         self.audio_sample_rate = audio_sample_rate
+        self.audio_seconds = audio_seconds
         self.crf = crf
         self.preset = preset
         self.frames_written = 0
@@ -100,7 +111,9 @@ class VideoWriter:
         """Frames that start before the audio ends: ceil(audio_seconds · fps), as moviepy's min(video, audio)."""
         if not trim_to_audio or self.audio is None:
             return None
-        if isinstance(self.audio, np.ndarray):
+        if self.audio_seconds is not None:
+            seconds = self.audio_seconds
+        elif isinstance(self.audio, np.ndarray):
             seconds = len(self.audio) / self.audio_sample_rate
         else:
             seconds = audio_duration(self.audio)
@@ -110,6 +123,11 @@ class VideoWriter:
     def frames_left(self) -> int | None:
         """Frames the video still takes before it reaches the end of the audio (``None``: no limit)."""
         return None if self.max_frames is None else max(self.max_frames - self.frames_written, 0)
+
+    @property
+    def target(self) -> Path:
+        """Where ``close`` puts the video: ``<name>-partial.mp4`` once closed as cancelled, else ``<name>.mp4``."""
+        return self.cancelled_path if self.cancelled else self.path
 
     @property
     def duration(self) -> float:
@@ -148,11 +166,11 @@ class VideoWriter:
         size = f"{width + width % 2}x{height + height % 2}"
         command = [ffmpeg_executable(), "-nostdin", "-hide_banner", "-v", "error", "-y"]
         command += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", size, "-r", f"{self.fps}", "-i", "pipe:0"]
-        audio = self._audio_file()
-        if audio is not None:
-            command += ["-i", str(audio.absolute()), "-map", "0:v:0", "-map", "1:a:0"]
+        if self.audio is not None:
+            command += ["-i", str(self._audio_file().absolute()), "-map", "0:v:0", "-map", "1:a:0"]
             command += ["-c:a", "aac", "-b:a", AUDIO_BITRATE]
-            command += ["-shortest"] if self.max_frames is not None else []  # the audio stops with the video
+            if self.max_frames is not None:  # the audio stops with the video; padded by a frame should it end first
+                command += ["-af", f"apad=pad_dur={1 / self.fps:.6f}", "-shortest"]
         command += ["-c:v", "libx264", "-preset", self.preset, "-crf", str(self.crf), "-pix_fmt", "yuv420p"]
         command += ["-movflags", "+faststart", str(self.partial_path.absolute())]  # "-x.mp4" is no option
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -164,10 +182,8 @@ class VideoWriter:
             start_new_session=True,  # a terminal's Ctrl-C goes to Python, which then finalises the file
         )
 
-    def _audio_file(self) -> Path | None:
+    def _audio_file(self) -> Path:
         """The audio as a file ffmpeg can read: the original file, or the waveform written as a wav."""
-        if self.audio is None:
-            return None
         if not isinstance(self.audio, np.ndarray):
             return Path(self.audio)
         if self._scratch is not None:
@@ -184,12 +200,11 @@ class VideoWriter:
         Cancelled or not, the frames written so far become a playable file whose audio is cut to them;
         ``cancelled`` is kept in ``self.cancelled`` so a caller can report a partial video.
         """
-        target = self.cancelled_path if self.cancelled else self.path
         if self._closed:
-            return target if target.exists() else None
+            return self.target if self.target.exists() else None
         self._closed = True
         self.cancelled = cancelled
-        target = self.cancelled_path if cancelled else self.path
+        target = self.target
         try:
             if self._process is None:
                 return None
@@ -238,22 +253,62 @@ class VideoWriter:
         self.close(cancelled=exc_type is not None)
 
 
+@dataclass(frozen=True)
+class AudioStream:
+    """The first audio stream of a media file, as ffmpeg's header describes it."""
+
+    codec: str  # ffmpeg's decoder name: "aac", "pcm_s16le", "mp3", "opus", ...
+    sample_rate: int  # Hz
+    channels: int | None  # None: a layout this parser does not know
+
+
+def audio_stream(path: str | Path) -> AudioStream | None:
+    """The first audio stream ffmpeg finds in a file, from its header alone; None when ffmpeg reads no audio there
+    (not a media file ffmpeg knows, no audio track, or a codec it cannot decode)."""
+    return _audio_stream(_header(Path(path)))
+
+
+def _header(path: Path) -> str:
+    """What ``ffmpeg -i`` says about a file (it exits non-zero because no output is given; that is expected)."""
+    command = [ffmpeg_executable(), "-nostdin", "-hide_banner", "-i", str(path.absolute())]
+    return subprocess.run(command, capture_output=True, check=False).stderr.decode(errors="replace")
+
+
+def _audio_stream(header: str) -> AudioStream | None:
+    """Parse "Stream #0:1(und): Audio: aac (LC) (mp4a / 0x6134706D), 44100 Hz, stereo, fltp, 128 kb/s"."""
+    found = re.search(r"Stream #\S+.*?: Audio: (\w+)[^\n]*?, (\d+) Hz, ([^,\n]+)", header)
+    if found is None or found.group(1) == "none":
+        return None
+    return AudioStream(found.group(1), int(found.group(2)), _channel_count(found.group(3).strip()))
+
+
+def _channel_count(layout: str) -> int | None:
+    """Channels of an ffmpeg channel layout: "mono" 1, "stereo" 2, "5.1(side)" 6, "7.1.4" 12, "3 channels" 3."""
+    name = layout.split("(")[0]
+    if name in CHANNEL_LAYOUTS:
+        return CHANNEL_LAYOUTS[name]
+    if counted := re.fullmatch(r"(\d+) channels", name):
+        return int(counted.group(1))
+    if re.fullmatch(r"\d+(\.\d+)*", name):
+        return sum(int(part) for part in name.split("."))  # main channels, then low-frequency, then height
+    return None
+
+
 def probe_media(path: str | Path) -> dict:
     """Describe a media file by reading its header and decoding it once with ffmpeg (there is no ffprobe).
 
     Returns ``duration`` (container, s), ``has_video``, ``width``, ``height``, ``fps``, ``video_frames`` (decoded
-    count), ``has_audio``, ``audio_sample_rate``, ``audio_duration`` (decoded, s) and ``playable`` (every stream
-    decoded without an error).
+    count), ``has_audio``, ``audio_codec``, ``audio_sample_rate``, ``audio_channels``, ``audio_duration`` (decoded,
+    s) and ``playable`` (every stream decoded without an error).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No media file at {str(path)!r}.")
-    command = [ffmpeg_executable(), "-nostdin", "-hide_banner", "-i", str(path)]
-    header = subprocess.run(command, capture_output=True, check=False).stderr.decode(errors="replace")
+    header = _header(path)
     video = re.search(r"Stream #\S+.*: Video: .*", header)
     size = re.search(r", (\d+)x(\d+)[ ,]", video.group(0)) if video else None
     rate = re.search(r"(\d+(?:\.\d+)?) fps", video.group(0)) if video else None
-    audio = re.search(r"Stream #\S+.*: Audio: .*?(\d+) Hz", header)
+    audio = _audio_stream(header)
     info = {
         "duration": parse_header_duration(header),
         "has_video": video is not None,
@@ -262,7 +317,9 @@ def probe_media(path: str | Path) -> dict:
         "fps": float(rate.group(1)) if rate else None,
         "video_frames": 0,
         "has_audio": audio is not None,
-        "audio_sample_rate": int(audio.group(1)) if audio else None,
+        "audio_codec": audio.codec if audio else None,
+        "audio_sample_rate": audio.sample_rate if audio else None,
+        "audio_channels": audio.channels if audio else None,
         "audio_duration": None,
         "playable": video is not None or audio is not None,
     }

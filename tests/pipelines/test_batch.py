@@ -51,7 +51,8 @@ def job(media: Path, seed: int, image: str = "portrait.png") -> GenerationReques
 
 
 def final_videos(folder: Path) -> set[str]:
-    return {path.stem for path in folder.glob("*.mp4") if not path.name.startswith(".")}
+    """The jobs' main videos (their pasted-back crops, NAME-crop.mp4, apart)."""
+    return {path.stem for path in folder.glob("*.mp4") if not path.name.startswith(".") and "-crop" not in path.stem}
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -84,8 +85,11 @@ def test_failed_job_is_recorded_and_retried_and_done_jobs_are_skipped(pipeline, 
         settings = json.loads((out / f"{name}.json").read_text())
         assert settings["seed"] == seed and settings["video"] == str(out / f"{name}.mp4")
         assert probe_media(out / f"{name}.mp4")["video_frames"] == settings["num_frames"] == 15
+        assert settings["paste_back"] and settings["crop_video"] == str(out / f"{name}-crop.mp4")  # picture > crop
+        assert probe_media(out / f"{name}-crop.mp4")["video_frames"] == 15
     entry = summary["jobs"][0]
     assert (entry["video"], entry["frames"], entry["seconds"]) == (str(out / "alpha.mp4"), 15, 0.5)
+    assert entry["crop_video"] == str(out / "alpha-crop.mp4")
     error = json.loads((out / "job-2.error.json").read_text())
     assert error["name"] == "job-2" and error["line"] == 2 and "later.png does not exist" in error["message"]
     assert "later.png does not exist" in summary["jobs"][1]["message"]
@@ -113,6 +117,7 @@ def test_bad_jobs_file_is_one_clear_message(media, tmp_path, capsys):
         "noaudio.jsonl": (json.dumps({"image": "x.png"}), "every request needs at least image and audio"),
         "twice.jsonl": (f'{{"name": "a", {good[1:]}\n\n{{"name": "A", {good[1:]}', "line 3: the name 'A' is already"),
         "path.jsonl": (f'{{"name": "../a", {good[1:]}', "not a plain file stem"),
+        "crop.jsonl": (f'{{"name": "a-crop", {good[1:]}', "ends like the crop video of a job named 'a'"),
         "empty.jsonl": ("\n", "has no jobs"),
     }
     for name, (text, message) in cases.items():

@@ -1,6 +1,6 @@
 """Interrupting a generation from outside keeps the work: Ctrl-C in a terminal (SIGINT to the whole process group),
-SIGTERM and kill -9 each leave a playable partial mp4 with its audio, under a name that says it is partial, and the
-settings beside it."""
+SIGTERM and kill -9 each leave a playable partial mp4 with its audio — the pasted-back one and the crop alone —
+under a name that says it is partial, and the settings beside it."""
 
 import json
 import os
@@ -57,24 +57,31 @@ def test_ctrl_c_and_sigterm_keep_a_partial_video_with_its_audio(weights, media, 
     assert process.wait(timeout=120) == 130
     message = log.read_text(errors="replace")
     assert "stopped:" in message and "kept with its audio in" in message and "out-partial.mp4" in message
+    assert "the crop alone in" in message and "out-crop-partial.mp4" in message
     assert "Traceback" not in message and "ffmpeg" not in message
     info = assert_video_with_its_audio(tmp_path / "out-partial.mp4", tolerance=0.05)
+    crop = assert_video_with_its_audio(tmp_path / "out-crop-partial.mp4", tolerance=0.05)
+    assert crop["video_frames"] == info["video_frames"] and crop["width"] < info["width"]
     settings = json.loads((tmp_path / "out-partial.json").read_text())
     assert settings["cancelled"] is True and settings["num_frames"] == info["video_frames"]
     assert settings["video"] == str(tmp_path / "out-partial.mp4")
+    assert settings["crop_video"] == str(tmp_path / "out-crop-partial.mp4")
     left = sorted(p.name for p in tmp_path.iterdir())
-    assert left == ["out-partial.json", "out-partial.mp4", "speech.wav", "stderr.txt"], left
+    expected = ["out-crop-partial.mp4", "out-partial.json", "out-partial.mp4", "speech.wav", "stderr.txt"]
+    assert left == expected, left
 
 
 def test_kill_9_leaves_a_partial_video_with_its_audio_and_the_settings(weights, media, tmp_path):
     process, _ = start_generation(tmp_path, weights, media)
     process.kill()  # SIGKILL to Python alone: nothing of ours runs; ffmpeg (its own session) sees its input end
     process.wait(timeout=30)
-    partial = tmp_path / "out.partial.mp4"
+    partial, crop = tmp_path / "out.partial.mp4", tmp_path / "out-crop.partial.mp4"
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not (partial.exists() and probe_media(partial)["playable"]):
+    while time.monotonic() < deadline and not all(p.exists() and probe_media(p)["playable"] for p in (partial, crop)):
         time.sleep(0.2)
     assert_video_with_its_audio(partial, tolerance=0.1)  # -shortest: the audio stops within a few AAC frames
+    assert_video_with_its_audio(crop, tolerance=0.1)
     settings = json.loads((tmp_path / "out.partial.json").read_text())
     assert settings["status"] == "running" and settings["video"] == str(partial)
+    assert settings["crop_video"] == str(crop)
     assert settings["request"]["steps"] == 40

@@ -45,12 +45,22 @@ def test_from_a_real_portrait():
     portrait = prepare_portrait(ASTRONAUT, resolution=64)
     assert wanted(portrait)
     paste = PasteBack.from_portrait(portrait)
-    assert paste.size == output_size(portrait.full_image.size)
+    assert paste.size == output_size(portrait.original_size)
     frames = np.asarray(portrait.image)[None]
     out = paste(frames)[0]
     # Pasting the model's own input back gives the picture again, up to two resamplings
     error = np.abs(out.astype(float) - paste.background.astype(float)).mean()
     assert error < 6, error
+
+
+def test_the_size_follows_the_picture_as_given_even_when_it_was_reduced_first():
+    """A picture over MAX_IMAGE_SIDE reaches the model reduced; the video's size still follows the picture itself, so
+    it is known from the picture alone before any face is found."""
+    portrait = prepare_portrait(Image.new("RGB", (5001, 999), "gray"), resolution=64)
+    assert portrait.full_image.size != portrait.original_size == (5001, 999)
+    paste = PasteBack.from_portrait(portrait)
+    assert paste.size == output_size((5001, 999)) == (1920, 384)
+    assert paste.box[2] <= 1920 and paste.box[3] <= 384
 
 
 def test_whole_picture_crops_need_no_paste_back():

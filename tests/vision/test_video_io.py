@@ -12,7 +12,15 @@ import pytest
 import soundfile as sf
 
 from memo_model.audio.io import ffmpeg_executable
-from memo_model.vision.video_io import VideoWriter, frames_to_uint8, pad_to_even, probe_media
+from memo_model.vision.video_io import (
+    AudioStream,
+    VideoWriter,
+    _channel_count,
+    audio_stream,
+    frames_to_uint8,
+    pad_to_even,
+    probe_media,
+)
 
 FPS = 30
 CLIP = 16
@@ -67,15 +75,54 @@ def test_without_trimming_all_frames_are_kept_and_audio_stops_at_its_end(tmp_pat
     assert abs(info["audio_duration"] - 1.0) < 0.03
 
 
-def test_audio_from_the_original_file(tmp_path):
-    t = np.arange(44_100 * 2) / 44_100
-    sf.write(tmp_path / "voice.wav", np.stack([np.sin(t * 1000), np.sin(t * 1500)], 1) * 0.3, 44_100)
-    with VideoWriter(tmp_path / "out.mp4", fps=FPS, audio=tmp_path / "voice.wav") as writer:
+def stereo_file(path, seconds: float, rate: int = 44_100):
+    t = np.arange(round(rate * seconds)) / rate
+    sf.write(path, np.stack([np.sin(t * 1000), np.sin(t * 1500)], 1) * 0.3, rate)
+    return path
+
+
+def test_audio_from_the_original_file_keeps_its_rate_and_channels(tmp_path):
+    with VideoWriter(tmp_path / "out.mp4", fps=FPS, audio=stereo_file(tmp_path / "voice.wav", 2.0)) as writer:
         for index in range(3):
             writer.write(clip(index))
     info = probe_media(tmp_path / "out.mp4")
     assert info["video_frames"] == 48 and info["has_audio"]
+    assert (info["audio_codec"], info["audio_sample_rate"], info["audio_channels"]) == ("aac", 44_100, 2)
     assert abs(info["audio_duration"] - 48 / FPS) < 0.03  # the audio is cut to the video
+
+
+@pytest.mark.parametrize("seconds, frames", [(0.5, 15), (16 / 30 - 2e-5, 16), (0.6, 18)])
+def test_audio_seconds_sets_the_frames_of_a_longer_file(tmp_path, seconds, frames):
+    """A preview of the first seconds: the frames stop at ``audio_seconds``, every frame written is kept (even when
+    the audio ends a few µs before the last one does) and the sound is the file's own, cut to them."""
+    audio = stereo_file(tmp_path / "voice.wav", 2.0)
+    with VideoWriter(tmp_path / "out.mp4", fps=FPS, audio=audio, audio_seconds=seconds) as writer:
+        writer.write(clip(0))
+        writer.write(clip(1))
+    assert writer.frames_written == frames
+    info = probe_media(tmp_path / "out.mp4")
+    assert info["video_frames"] == frames and info["audio_channels"] == 2
+    assert abs(info["audio_duration"] - frames / FPS) < 0.03
+
+
+def test_audio_stream_reads_what_ffmpeg_sees(tmp_path):
+    assert audio_stream(stereo_file(tmp_path / "voice.wav", 0.2, rate=22_050)) == AudioStream("pcm_s16le", 22_050, 2)
+    sf.write(tmp_path / "voice.mat", speech(0.2), AUDIO_RATE, format="MAT5")  # libsndfile reads it, ffmpeg does not
+    assert audio_stream(tmp_path / "voice.mat") is None
+    (tmp_path / "notes.txt").write_text("no sound here")
+    assert audio_stream(tmp_path / "notes.txt") is None
+    with VideoWriter(tmp_path / "silent.mp4", fps=FPS) as writer:
+        writer.write(clip(0))
+    assert audio_stream(tmp_path / "silent.mp4") is None
+
+
+@pytest.mark.parametrize(
+    "layout, channels",
+    [("mono", 1), ("stereo", 2), ("5.1(side)", 6), ("7.1", 8), ("5.1.2", 8), ("3 channels", 3), ("quad", 4),
+     ("ambisonic 1", None)],
+)  # fmt: skip
+def test_channel_layouts_are_counted(layout, channels):
+    assert _channel_count(layout) == channels
 
 
 def test_crash_mid_way_leaves_a_playable_partial_video_with_audio_cut_to_it(tmp_path):
