@@ -17,15 +17,16 @@ def input_error(error: Exception | str) -> gr.Error:
     return gr.Error(str(error), title="Please check the input", print_exception=False)
 
 
-def count(number: int, noun: str) -> str:
-    """``count(1, "step")`` is "1 step", ``count(8, "step")`` "8 steps"."""
-    return f"{number} {noun}{'' if number == 1 else 's'}"
+def count(number: int, noun: str, plural: str | None = None) -> str:
+    """``count(1, "step")`` is "1 step", ``count(8, "step")`` "8 steps", ``count(2, "pass", "passes")`` "2 passes"."""
+    return f"{number} {noun if number == 1 else plural or noun + 's'}"
 
 
 def segment_list(segments: list[dict], label: str = "label", until: float = math.inf) -> str:
-    """Segments as "happy 0.0-1.1 s, sad 1.1-2.1 s": their ``label`` (or "detected") and times, ends cut at
-    ``until`` seconds."""
-    return ", ".join(f"{s[label]} {s['start']:.1f}-{min(s['end'], until):.1f} s" for s in segments)
+    """Segments as "happy 0.0-1.1 s, sad 1.1-2.1 s": their ``label`` (or "detected") and times, cut at ``until``
+    seconds (a cancelled run's length): a segment that starts there or later is left out."""
+    kept = [s for s in segments if s["start"] < until]
+    return ", ".join(f"{s[label]} {s['start']:.1f}-{min(s['end'], until):.1f} s" for s in kept)
 
 
 def enlarged(image: Image.Image, side: int = DISPLAY_SIDE) -> Image.Image:

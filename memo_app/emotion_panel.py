@@ -246,7 +246,8 @@ class EmotionPanel:
 
     def controls(self, table, global_choice, picked) -> tuple:
         """After any change of the choices: the segment list (its labels show the overrides), the segment's emotion,
-        the precedence in words, and the A/B preview button with what it will do or why it cannot."""
+        the precedence in words, and what the A/B preview will do or why it cannot (``RunPanel.buttons`` decides
+        whether its button can act)."""
         rows = table_rows(table)
         index = _row_index(picked, rows)
         picked = index + 1 if index is not None else (1 if rows else None)
@@ -255,9 +256,8 @@ class EmotionPanel:
         try:
             overrides = emotion_overrides(global_choice, rows)
         except InputError:  # update_timeline says what is wrong; these keep the last good state
-            return segment, emotion, gr.skip(), gr.skip(), gr.skip()
-        ab_preview = gr.update(interactive=not overrides.is_empty)
-        return segment, emotion, overrides.describe(), ab_preview, self.ab_note(overrides)
+            return segment, emotion, gr.skip(), gr.skip()
+        return segment, emotion, overrides.describe(), self.ab_note(overrides)
 
     def ab_note(self, overrides: EmotionOverrides) -> str:
         """What the A/B preview button will do with ``overrides``, or why it cannot."""

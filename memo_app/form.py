@@ -54,18 +54,12 @@ class RunForm:
     memory_decay: float = number("memory-decay", "memory_decay", PAPER_MEMORY_DECAY)  # unless model_decay
     model_decay: bool = setting("model-decay", True)  # use the model's own memory decay
     crop_scale: float = number("crop-scale", "crop_scale")
+    paste_back: bool = setting("paste-back", True)  # when the photo is larger than the crop; off: the crop alone
 
     @classmethod
     def widgets(cls, blocks) -> dict:
         """{field: widget} in field order, found among ``blocks`` (a ``gr.Blocks``'s components) by ``elem_id``."""
-        found: dict[str, list] = {}
-        for block in blocks:
-            found.setdefault(getattr(block, "elem_id", None), []).append(block)
-        keys = {spec.name: spec.metadata["widget"] for spec in fields(cls)}
-        wrong = [key for key in keys.values() if len(found.get(key, [])) != 1]
-        if wrong:
-            raise ValueError(f"Each run setting needs exactly one widget with its elem_id; not so for: {wrong}.")
-        return {name: found[key][0] for name, key in keys.items()}
+        return find_widgets(blocks, {spec.name: spec.metadata["widget"] for spec in fields(cls)})
 
     def values(self, names: tuple[str, ...]) -> tuple:
         """The values of the fields ``names``, in that order (a handler's outputs for those widgets)."""
@@ -98,6 +92,7 @@ class RunForm:
             past_frames=_whole(form.past_frames),
             memory_decay=None if form.model_decay else float(form.memory_decay),
             crop_scale=float(form.crop_scale),
+            paste_back=None if form.paste_back else False,  # None: the library pastes back when it adds anything
             preview_seconds=PREVIEW_SECONDS if preview else None,
             max_audio_seconds=max_audio_seconds,
         )
@@ -127,7 +122,19 @@ class RunForm:
             memory_decay=memory_decay if request.memory_decay is None else request.memory_decay,
             model_decay=request.memory_decay is None,
             crop_scale=request.crop_scale,
+            paste_back=request.paste_back is not False,
         )
+
+
+def find_widgets(blocks, keys: dict[str, str]) -> dict:
+    """{name: the one widget among ``blocks`` whose elem_id is ``keys[name]``}; names every key without exactly one."""
+    found: dict[str, list] = {}
+    for block in blocks:
+        found.setdefault(getattr(block, "elem_id", None), []).append(block)
+    wrong = [key for key in keys.values() if len(found.get(key, [])) != 1]
+    if wrong:
+        raise ValueError(f"Each field needs exactly one widget with its elem_id; not so for: {wrong}.")
+    return {name: found[key][0] for name, key in keys.items()}
 
 
 FIELD_NAMES = tuple(spec.name for spec in fields(RunForm))

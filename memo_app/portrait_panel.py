@@ -6,7 +6,6 @@ from memo_app.display import DISPLAY_SIDE, enlarged
 from memo_app.service import StudioService
 from memo_model.errors import InputError
 from memo_model.pipelines.request import LIMITS
-from memo_model.vision.face import prepare_portrait
 
 FACE_COLOUR = (0, 200, 0)  # green
 CROP_COLOUR = (255, 140, 0)  # orange
@@ -39,7 +38,7 @@ class PortraitPanel:
                 raise InputError(
                     f"{limit.label} must be between {limit.minimum:g} and {limit.maximum:g}; got {crop_scale:g}."
                 )
-            portrait = prepare_portrait(image, resolution, crop_scale)
+            portrait = self.service.portrait(image, resolution, crop_scale)
         except InputError as error:
             return None, None, f"Warning: {error}"
         annotated = portrait.full_image.copy()

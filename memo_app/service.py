@@ -22,7 +22,7 @@ from memo_model.errors import InputError, SetupError
 from memo_model.pipelines.emotions import detect_track
 from memo_model.pipelines.estimate import clips_for
 from memo_model.pipelines.request import CLIP_FRAMES, LIMITS, OFFICIAL_GUIDANCE, OFFICIAL_STEPS, PREVIEW_STEPS
-from memo_model.vision.face import load_image
+from memo_model.vision.face import PreparedPortrait, load_image, prepare_portrait
 
 NO_MODEL_MESSAGE = (
     "**No model loaded**: the bundled MEMO-Tiny is not in this checkout yet — enter a weights folder or hub id "
@@ -30,6 +30,7 @@ NO_MODEL_MESSAGE = (
 )
 PAPER_MEMORY_DECAY = 0.9  # paper, appendix D: what "the model's memory decay" is for the official weights
 ANALYSIS_CACHE = 8  # analysed audio files kept, so edits re-plot without re-running the detector
+PORTRAIT_CACHE = 4  # prepared portraits kept: the Portrait panel, the output size and the estimate share one
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,8 @@ class StudioService:
         self._model_lock = threading.Lock()
         self._cancel_events: dict[str, threading.Event] = {}
         self._analyses: OrderedDict[tuple, AudioAnalysis] = OrderedDict()
+        self._portraits: OrderedDict[tuple, PreparedPortrait] = OrderedDict()
+        self._portrait_lock = threading.Lock()
         self._synthetic_examples = self._example_digests()
         if settings.load_model_at_start:
             self.load_model(settings.weights or "")
@@ -136,6 +139,23 @@ class StudioService:
             self._analyses.popitem(last=False)
         return analysis
 
+    def portrait(self, image: str, resolution: int, crop_scale: float) -> PreparedPortrait:
+        """The portrait as a run at ``resolution`` prepares it (face found, crop cut); kept for the last few pictures,
+        so the Portrait panel, the output size and the time estimate find the face once. One at a time: two panels
+        asking for the same new picture wait for one detection."""
+        if not Path(image).is_file():
+            return prepare_portrait(image, int(resolution), float(crop_scale))  # says what is wrong with the path
+        key = (file_digest(image), int(resolution), float(crop_scale))
+        with self._portrait_lock:
+            if key in self._portraits:
+                self._portraits.move_to_end(key)
+                return self._portraits[key]
+            portrait = prepare_portrait(image, int(resolution), float(crop_scale))
+            self._portraits[key] = portrait
+            while len(self._portraits) > PORTRAIT_CACHE:
+                self._portraits.popitem(last=False)
+            return portrait
+
     def _example_digests(self) -> set[str]:
         digests = set()
         for path in sorted(self.settings.examples_dir.glob("synthetic_*.png")):
@@ -159,6 +179,10 @@ class StudioService:
 
     def end_job(self, session: str) -> None:
         self._cancel_events.pop(session, None)
+
+    def is_running(self, session: str) -> bool:
+        """Whether ``session`` has a run going on."""
+        return session in self._cancel_events
 
     def cancel_job(self, session: str) -> bool:
         """Stop ``session``'s running job; False when it has none."""

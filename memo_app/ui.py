@@ -1,5 +1,6 @@
 """MEMO Studio's layout: widgets and events only; every handler is a method of its panel (``model_panel.py``,
-``portrait_panel.py``, ``speech_panel.py``, ``emotion_panel.py``, ``runs.py``), all sharing one ``StudioService``.
+``portrait_panel.py``, ``speech_panel.py``, ``emotion_panel.py``, ``runs.py``, ``history.py``), sharing one
+``StudioService``.
 
 Every event has an ``api_name``, so ``gradio_client`` drives exactly what the buttons do. Slider ranges, defaults,
 labels and help texts come from ``memo_model.pipelines.request.LIMITS``, the table the CLI uses too. The run
@@ -22,9 +23,10 @@ from memo_app.emotion_panel import (
     EmotionPanel,
 )
 from memo_app.form import RESTORED, RunForm
+from memo_app.history import NO_HISTORY, HistoryPanel
 from memo_app.model_panel import MODEL_FIELDS, ModelPanel
 from memo_app.portrait_panel import PortraitPanel
-from memo_app.runs import AB_SIDES, RunPanel, preview_label
+from memo_app.runs import AB_SIDES, RunPanel, RunView, preview_label
 from memo_app.service import PAPER_MEMORY_DECAY, StudioService
 from memo_app.speech_panel import SpeechPanel
 from memo_model import EmotionOverrides
@@ -38,7 +40,17 @@ INTRO = (
     "**1** choose a portrait and speech, **2** analyze the emotions and change any you like, **3** preview, "
     "then generate."
 )
-CSS = ".memo-status {min-height: 2.5em} footer {display: none !important}"
+# Galleries of small pictures (clips, earlier runs) keep tiles of one size, however few there are: Gradio would
+# stretch a lone clip over the whole width. The result plays at its own size and aspect (a model-size crop at least
+# 256 px wide), never wider than the page nor taller than the screen.
+CSS = """
+.memo-status {min-height: 2.5em}
+#run-time {font-size: 1.1em}
+#clips .grid-container, #history .grid-container {
+    grid-template-columns: repeat(auto-fill, minmax(110px, 150px)) !important
+}
+#result video {width: auto; min-width: min(100%, 256px); max-width: 100%; max-height: 70vh; margin: auto}
+"""
 GENERATION = "generation"  # preview, generate and model loading share one slot: one run at a time
 
 
@@ -146,7 +158,7 @@ def _examples(folder: Path, pattern: str) -> list[str]:
 def build_demo(service: StudioService) -> gr.Blocks:
     settings = service.settings
     model, portrait, speech = ModelPanel(service), PortraitPanel(service), SpeechPanel(service)
-    emotions, runs = EmotionPanel(service), RunPanel(service)
+    emotions, runs, history = EmotionPanel(service), RunPanel(service), HistoryPanel()
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(INTRO)
         with gr.Row(equal_height=False):
@@ -172,7 +184,9 @@ def build_demo(service: StudioService) -> gr.Blocks:
                 with gr.Row():
                     face_view = gr.Image(label="Face (green), crop (orange)", interactive=False, height=220)
                     crop_view = gr.Image(label="Model input", interactive=False, height=220)
-                portrait_notes = gr.Markdown(elem_classes="memo-status", elem_id="portrait-notes")
+                portrait_notes = gr.Markdown(
+                    label="Portrait notes", elem_classes="memo-status", elem_id="portrait-notes"
+                )
 
                 gr.Markdown("### 2 · Speech")
                 audio = gr.Audio(
@@ -185,10 +199,10 @@ def build_demo(service: StudioService) -> gr.Blocks:
                 audio_examples = _examples(settings.examples_dir, "*.wav")
                 if audio_examples:
                     gr.Examples(audio_examples, inputs=audio, label="Example speech", examples_per_page=8)
-                audio_info = gr.Markdown(speech.inspect_audio(None), elem_id="audio-info")
+                audio_info = gr.Markdown(speech.inspect_audio(None), label="Speech notes", elem_id="audio-info")
 
                 with gr.Accordion("Model", open=service.pipeline is None):
-                    model_status = gr.Markdown(model.model_status(), elem_id="model-status")
+                    model_status = gr.Markdown(model.model_status(), label="Model status", elem_id="model-status")
                     with gr.Row():
                         weights = gr.Textbox(
                             label="Weights: a local folder (official layout) or a hub id",
@@ -199,7 +213,7 @@ def build_demo(service: StudioService) -> gr.Blocks:
 
             # ---- right: emotions, controls, run ---------------------------------------------------------------
             with gr.Column(scale=7):
-                gr.Markdown("### 3 · Emotion timeline")
+                gr.Markdown("### 3 · Emotion timeline", elem_id="emotions-heading")
                 with gr.Row():
                     analyze = gr.Button("Analyze audio", variant="secondary", elem_id="analyze")
                     global_emotion = gr.Dropdown(
@@ -209,10 +223,17 @@ def build_demo(service: StudioService) -> gr.Blocks:
                         info="'use detected' keeps the detected emotion of each segment",
                         elem_id="global-emotion",
                     )
-                timeline = gr.Image(  # no label over the plot: the heading above names it
-                    show_label=False, interactive=False, height="auto", buttons=["fullscreen"], elem_id="timeline"
+                timeline = gr.Image(  # no label shown over the plot: the heading above names it
+                    label="Emotion timeline",
+                    show_label=False,
+                    interactive=False,
+                    height="auto",
+                    buttons=["fullscreen"],
+                    elem_id="timeline",
                 )
-                emotion_summary = gr.Markdown(elem_classes="memo-status", elem_id="emotion-summary")
+                emotion_summary = gr.Markdown(
+                    label="Emotion summary", elem_classes="memo-status", elem_id="emotion-summary"
+                )
                 with gr.Row():  # choices from lists only: nothing to mistype
                     segment_picker = with_handler_check(
                         gr.Dropdown(
@@ -235,7 +256,9 @@ def build_demo(service: StudioService) -> gr.Blocks:
                     )
                     clear_overrides = gr.Button("Clear overrides", scale=0, min_width=190, elem_id="clear-overrides")
                 no_overrides = EmotionOverrides()
-                precedence = gr.Markdown(no_overrides.describe(), elem_id="emotion-precedence")
+                precedence = gr.Markdown(
+                    no_overrides.describe(), label="Which emotion wins", elem_id="emotion-precedence"
+                )
                 table = gr.Dataframe(
                     headers=TABLE_HEADERS,
                     datatype=TABLE_TYPES,
@@ -249,11 +272,12 @@ def build_demo(service: StudioService) -> gr.Blocks:
                     elem_id="segments",
                 )
                 guidance = service.default_guidance()  # the active model's (3.5 for the official weights)
-                emotion_strength = slider("emotion_guidance", guidance, elem_id="emotion-strength")
+                slider("emotion_guidance", guidance, elem_id="emotion-strength")
                 ab_preview = gr.Button("A/B preview: detected vs. yours", interactive=False, elem_id="ab-preview")
                 ab_status = gr.Markdown(
-                    emotions.ab_note(no_overrides), elem_classes="memo-status", elem_id="ab-status"
-                )
+                    emotions.ab_note(no_overrides), label="A/B preview status", elem_classes="memo-status",
+                    elem_id="ab-status",
+                )  # fmt: skip
                 with gr.Row():
                     ab_videos = [
                         gr.Video(label=title, interactive=False, height=220, elem_id=name.replace("_", "-"))
@@ -262,31 +286,33 @@ def build_demo(service: StudioService) -> gr.Blocks:
 
                 gr.Markdown("### 4 · Settings")  # the run form's widgets carry the elem_ids RunForm names
                 with gr.Row():
-                    reference_guidance = slider("reference_guidance", guidance, elem_id="reference-guidance")
-                    audio_guidance = slider("audio_guidance", guidance, elem_id="audio-guidance")
+                    slider("reference_guidance", guidance, elem_id="reference-guidance")
+                    slider("audio_guidance", guidance, elem_id="audio-guidance")
                 with gr.Row():
-                    steps = slider("steps", service.default_steps(), elem_id="steps")  # the active model's
+                    slider("steps", service.default_steps(), elem_id="steps")  # the active model's
                     fps = slider("fps", elem_id="fps")
                 with gr.Row():
-                    seed_limit = LIMITS["seed"]
-                    with_number_check(
-                        gr.Number(
-                            value=seed_limit.default,
-                            label=seed_limit.label,
-                            info=seed_limit.help,
-                            precision=0,
-                            minimum=seed_limit.minimum,
-                            maximum=seed_limit.maximum,
-                            elem_id="seed",
-                        ),
-                        seed_limit,
-                    )
-                    with_true_or_false_check(
-                        gr.Checkbox(label="Random seed", value=False, elem_id="random-seed"), "Random seed"
-                    )
+                    with gr.Column(min_width=160):
+                        seed_limit = LIMITS["seed"]
+                        with_number_check(
+                            gr.Number(
+                                value=seed_limit.default,
+                                label=seed_limit.label,
+                                info=seed_limit.help,
+                                precision=0,
+                                minimum=seed_limit.minimum,
+                                maximum=seed_limit.maximum,
+                                elem_id="seed",
+                            ),
+                            seed_limit,
+                        )
+                        with_true_or_false_check(
+                            gr.Checkbox(label="Random seed", value=False, elem_id="random-seed"), "Random seed"
+                        )
                     gr.Dropdown(
                         label="Resolution (px)",
                         info="What the active model supports",
+                        min_width=160,
                         elem_id="resolution",
                         **model.resolution_choices(),
                     )
@@ -299,20 +325,48 @@ def build_demo(service: StudioService) -> gr.Blocks:
                             "Use the model's memory decay",
                         )
 
-                gr.Markdown("### 5 · Run")
+                with_true_or_false_check(
+                    gr.Checkbox(
+                        label="Paste the face back into the whole portrait",
+                        info="On: when the photo is larger than the crop, the video shows the whole photo; the crop "
+                        "alone is downloadable too. Off: the crop only.",
+                        value=True,
+                        elem_id="paste-back",
+                    ),
+                    "Paste the face back into the whole portrait",
+                )
+
+                gr.Markdown("### 5 · Run", elem_id="run-heading")
                 with gr.Row():
-                    preview = gr.Button(preview_label(service), elem_id="preview")
-                    generate = gr.Button("Generate", variant="primary", elem_id="generate")
-                    cancel = gr.Button("Cancel", variant="stop", elem_id="cancel")
-                estimate = gr.Markdown(elem_classes="memo-status", elem_id="run-estimate")
-                status = gr.Markdown(elem_classes="memo-status", elem_id="run-status")
-                video = gr.Video(label="Result (mp4 with audio)", interactive=False, height=360, elem_id="result")
-                clips = gr.Gallery(label="Clips as they finish", columns=6, height=170, elem_id="clips")
-                with gr.Row():
-                    settings_file = gr.File(label="Settings of this run (JSON)", interactive=False)
-                    used_seed = gr.Number(label="Seed used", interactive=False, precision=0)
-                with gr.Row():
-                    settings_in = gr.File(label="Load settings (JSON)", file_types=[".json"], type="filepath")
+                    preview = gr.Button(preview_label(service), interactive=False, elem_id="preview")
+                    generate = gr.Button("Generate", variant="primary", interactive=False, elem_id="generate")
+                    cancel = gr.Button("Cancel", variant="stop", interactive=False, elem_id="cancel")
+                time_line = gr.Markdown(label="Time", elem_classes="memo-status", elem_id="run-time")
+                status = gr.Markdown(label="Status", elem_classes="memo-status", elem_id="run-status")
+                output_size = gr.Markdown(label="Output size", elem_id="output-size")
+                gr.Video(label="Result (mp4 with your audio)", interactive=False, elem_id="result")
+                gr.File(label="Crop-only video (mp4)", interactive=False, elem_id="crop-video")
+                gr.File(label="Settings of this run (JSON)", interactive=False, elem_id="run-settings")
+                gr.Gallery(label="Clips as they finish", columns=6, height=170, elem_id="clips")
+                with gr.Row(equal_height=True):
+                    gr.Number(label="Seed used", interactive=False, precision=0, min_width=160, elem_id="used-seed")
+                    settings_in = gr.UploadButton(
+                        "Load settings (JSON)…", file_types=[".json"], type="filepath", elem_id="load-settings"
+                    )
+
+                gr.Markdown("### 6 · History (this tab)")
+                history_gallery = gr.Gallery(
+                    label="Earlier results: click one for its files",
+                    columns=4,
+                    height=200,
+                    allow_preview=False,
+                    elem_id="history",
+                )
+                history_details = gr.Markdown(NO_HISTORY, label="History", elem_id="history-details")
+                history_files = gr.File(
+                    label="Files of that run", file_count="multiple", interactive=False, elem_id="history-files"
+                )
+                saved_run, saved_runs = gr.State(), gr.State([])
 
         # ---- events -----------------------------------------------------------------------------------------------
         portrait_inputs = [image, crop_scale]
@@ -339,7 +393,7 @@ def build_demo(service: StudioService) -> gr.Blocks:
             [table.change, global_emotion.change],
             emotions.controls,
             [table, global_emotion, segment_picker],
-            [segment_picker, segment_emotion, precedence, ab_preview, ab_status],
+            [segment_picker, segment_emotion, precedence, ab_status],
             api_name="emotion_controls",
         )
         segment_picker.input(
@@ -350,34 +404,54 @@ def build_demo(service: StudioService) -> gr.Blocks:
         timeline.select(emotions.pick_on_timeline, [audio, fps, table], picked, api_name="pick_on_timeline")
 
         run_form = RunForm.widgets(demo.blocks.values())  # {field: widget}: each reaches the handlers by its name
-        run_outputs = [video, clips, status, settings_file, used_seed]
-        # The estimate's probe runs the pipeline: it queues in the generation slot, never beside a run.
-        estimate_options = {"concurrency_id": GENERATION, "concurrency_limit": 1, "show_progress": "hidden"}
+        run_view = RunView.widgets(demo.blocks.values(), saved=saved_run)  # what a run shows, in order
+        # The estimate times the pipeline's parts: it queues in the generation slot, never beside a run. Every
+        # change of the form (a slider dragged or typed into, a new portrait or speech) refreshes it; a burst of
+        # changes gives one estimate, of the last.
         gr.on(
-            [
-                analyze.click,
-                steps.release,
-                reference_guidance.release,
-                audio_guidance.release,
-                emotion_strength.release,
-            ],
+            [widget.change for widget in run_form.values()],
             runs.estimate,
             inputs_kwargs=run_form,
-            outputs=estimate,
+            outputs=[time_line, output_size],
             api_name="estimate",
-            **estimate_options,
+            trigger_mode="always_last",
+            concurrency_id=GENERATION,
+            concurrency_limit=1,
+            show_progress="hidden",
         )
-        run_options = {"concurrency_id": GENERATION, "concurrency_limit": 1, "show_progress_on": [status]}
-        preview.click(runs.preview, inputs_kwargs=run_form, outputs=run_outputs, api_name="preview", **run_options)
-        generate.click(runs.generate, inputs_kwargs=run_form, outputs=run_outputs, api_name="generate", **run_options)
-        cancel.click(runs.cancel, None, status, api_name="cancel", queue=False)
-        ab_preview.click(  # the Emotions panel's A/B preview: two previews of the run form, in the generation slot
+        button_inputs = [image, audio, table, global_emotion]
+        run_buttons = [preview, generate, ab_preview, cancel]
+        gr.on(
+            [image.change, audio.change, table.change, global_emotion.change],
+            runs.buttons,
+            button_inputs,
+            run_buttons,
+            api_name="run_buttons",
+            queue=False,
+        )
+        # A run: its status cleared at once (it may wait for the slot), the run streaming into the Run panel (no
+        # Gradio progress overlay: the panel says it), then the buttons as they can act again and, for a finished
+        # run, the History panel.
+        run_options = {"concurrency_id": GENERATION, "concurrency_limit": 1, "show_progress": "hidden"}
+        history_outputs = [saved_runs, history_gallery, history_files, history_details]
+        for button, handler, name in ((preview, runs.preview, "preview"), (generate, runs.generate, "generate")):
+            run = button.click(
+                runs.waiting, None, [status, preview, generate, ab_preview], api_name=f"{name}_waiting", queue=False
+            ).then(handler, inputs_kwargs=run_form, outputs=run_view, api_name=name, **run_options)
+            run.then(runs.buttons, button_inputs, run_buttons, api_name=f"{name}_ended", queue=False)
+            run.success(history.remember, [saved_run, saved_runs], history_outputs, api_name=f"{name}_remembered")
+        ab_run = ab_preview.click(  # the Emotions panel's A/B preview: two previews of the run form
+            runs.waiting, None, [ab_status, preview, generate, ab_preview], api_name="ab_preview_waiting", queue=False
+        ).then(
             runs.ab_preview,
             inputs_kwargs=run_form,
-            outputs=[*ab_videos, ab_status],
+            outputs=[*ab_videos, ab_status, cancel],
             api_name="ab_preview",
-            **{**run_options, "show_progress_on": [ab_status]},
+            **run_options,
         )
+        ab_run.then(runs.buttons, button_inputs, run_buttons, api_name="ab_preview_ended", queue=False)
+        cancel.click(runs.cancel, None, [status, cancel], api_name="cancel", queue=False)
+        history_gallery.select(history.pick, saved_runs, [history_files, history_details], api_name="pick_run")
 
         settings_in.upload(
             runs.load_settings,
@@ -392,7 +466,9 @@ def build_demo(service: StudioService) -> gr.Blocks:
             api_name="load_model",
             concurrency_id=GENERATION,
             concurrency_limit=1,
-        ).then(portrait.inspect_portrait, portrait_inputs, portrait_outputs, api_name="refresh_portrait")
+        ).then(portrait.inspect_portrait, portrait_inputs, portrait_outputs, api_name="refresh_portrait").then(
+            runs.buttons, button_inputs, run_buttons, api_name="model_buttons", queue=False
+        )
         demo.load(model.model_status, None, model_status, api_name="model_status")
     return demo
 

@@ -4,6 +4,7 @@ The app runs exactly as ``python app.py`` does (``build_demo`` + ``launch``), on
 ``prevent_thread_lock=True`` so the tests can drive it through ``gradio_client`` and a real browser.
 """
 
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +15,19 @@ from gradio_client import handle_file
 from memo_app import AppSettings, StudioService, build_demo, launch
 from memo_app.emotion_panel import TABLE_HEADERS
 from memo_app.form import FIELD_NAMES
+from memo_app.runs import RunView
 from memo_model.testing import write_random_tiny_weights
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "assets" / "examples"
 MAX_AUDIO_SECONDS = 10.0  # small, so "over-long audio" is cheap to make
+# What /preview and /generate return: the RunView's fields less the Cancel button and the run kept for the history
+# (a button and a gr.State are no API outputs).
+RUN_OUTPUTS = tuple(spec.name for spec in fields(RunView) if spec.name not in ("cancel", "saved"))
+
+
+def shown(outputs) -> dict:
+    """A run endpoint's outputs by name: ``shown(client.predict(..., api_name="/generate"))["status"]``."""
+    return dict(zip(RUN_OUTPUTS, outputs, strict=True))
 
 
 @pytest.fixture(scope="session")
@@ -48,6 +58,7 @@ def media(tmp_path_factory) -> dict[str, Path]:
         "real_photo": EXAMPLES / "astronaut.jpg",
         "speech": EXAMPLES / "speech_1_happy_then_sad.wav",
         "short_speech": folder / "short.wav",
+        "stereo_speech": folder / "stereo_44k.wav",  # the user's own rate and channels, kept in the mp4
         "silent": folder / "silent.wav",
         "too_long": folder / "too_long.wav",
         "not_audio": folder / "notes.wav",
@@ -55,6 +66,8 @@ def media(tmp_path_factory) -> dict[str, Path]:
         "faceless": folder / "grey.png",
     }
     sf.write(files["short_speech"], speech[: int(1.0 * rate)], rate)
+    second = np.interp(np.arange(44_100) / 44_100, np.arange(rate) / rate, speech[:rate])  # 1 s at 44.1 kHz
+    sf.write(files["stereo_speech"], np.stack([second, 0.5 * second], axis=1), 44_100)  # two different channels
     sf.write(files["silent"], np.zeros(rate, dtype=np.float32), rate)
     sf.write(files["too_long"], np.tile(speech, 3)[: int((MAX_AUDIO_SECONDS + 2) * rate)], rate)
     files["not_audio"].write_text("this is not audio")
@@ -85,6 +98,7 @@ def run_form_values(media, audio="short_speech", **changes) -> dict:
         "memory_decay": 0.9,
         "model_decay": True,
         "crop_scale": 1.8,
+        "paste_back": True,
     }
     assert set(values) == set(FIELD_NAMES)  # every setting of the form, by its own name
     return {**values, **changes}

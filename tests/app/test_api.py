@@ -1,10 +1,12 @@
 """MEMO Studio through gradio_client: the same handlers the buttons call, on the launched app."""
 
 import json
+import re
 import time
 from pathlib import Path
 
 import pytest
+from conftest import shown
 from gradio_client import Client, handle_file
 
 from memo_app.form import RESTORED
@@ -39,9 +41,22 @@ def test_every_event_has_an_api_name(client):
         "/load_model",
         "/model_status",
         "/estimate",
+        "/ab_preview",
+        "/pick_run",
     }
     assert expected <= endpoints
     assert not any(name.startswith("/lambda") or name.startswith("/fn") for name in endpoints)
+
+
+def test_every_output_is_named(client):
+    """A script reads each endpoint's outputs by their labels: none is Gradio's anonymous "value_65"."""
+    endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    unnamed = {
+        name: [output["label"] for output in info["returns"]]
+        for name, info in endpoints.items()
+        if any(not output["label"] or output["label"].startswith("value_") for output in info["returns"])
+    }
+    assert not unnamed
 
 
 def test_model_panel_names_the_active_weights(client, app, weights):
@@ -71,12 +86,12 @@ def test_analyze_override_and_generate_a_bundled_example(client, media, run_args
     assert Path(plot).is_file() and "sad" in used
 
     values = run_args(table=table, audio="speech")
-    video, clips, status, settings, seed = client.predict(**values, api_name="/generate")
-    assert "finished" in status and seed == 7 and len(clips) == 10  # 5 s at 30 fps = 10 clips of 16 frames
-    info = probe_media(video_path(video))
+    run = shown(client.predict(**values, api_name="/generate"))
+    assert "finished" in run["status"] and run["seed"] == 7 and len(run["clips"]) == 10  # 5 s at 30 fps: 10 clips
+    info = probe_media(video_path(run["video"]))
     assert info["has_video"] and info["has_audio"] and info["playable"]
     assert info["duration"] == pytest.approx(5.0, abs=0.1) and info["audio_duration"] == pytest.approx(5.0, abs=0.1)
-    saved = json.loads(Path(settings).read_text())
+    saved = json.loads(Path(run["settings"]).read_text())
     assert saved["request"]["emotion_segments"][0][2] == "sad"
     assert set(saved["emotions"]["used_per_clip"]) == {"sad"}
 
@@ -103,48 +118,125 @@ def test_the_timeline_shows_the_plan_a_run_uses(app, media):
 
 
 def test_preview_is_short_and_random_seed_is_echoed(client, media, run_args):
-    video, _, status, _, seed = client.predict(
-        **run_args(audio="speech", random_seed=True, steps=20), api_name="/preview"
-    )
-    assert "Preview (3.2 s, 8 steps)" in status  # 3 s rounded up to whole clips: 6 x 16 frames at 30 fps
-    assert seed != 7 and 0 <= seed < 2**31
-    info = probe_media(video_path(video))
+    run = shown(client.predict(**run_args(audio="speech", random_seed=True, steps=20), api_name="/preview"))
+    assert "Preview (3.2 s, 8 steps)" in run["status"]  # 3 s rounded up to whole clips: 6 x 16 frames at 30 fps
+    assert run["seed"] != 7 and 0 <= run["seed"] < 2**31
+    info = probe_media(video_path(run["video"]))
     assert info["duration"] == pytest.approx(3.2, abs=0.05) and info["has_audio"]
+    assert (
+        Path(video_path(run["video"])).name == f"synthetic-person-1_{emotions_of(run)}_seed{run['seed']}_preview.mp4"
+    )
 
 
-def test_time_estimate_before_a_run_names_steps_and_passes_and_is_quiet_without_inputs(client, media, run_args):
-    import re
+def emotions_of(run: dict) -> str:
+    """The emotions a run's settings file says it used, as its file names say them ("happy", "happy-sad")."""
+    used = json.loads(Path(run["settings"]).read_text())["emotions"]["used_per_clip"]
+    return "-".join(dict.fromkeys(used))
 
-    def seconds(text: str, which: str) -> int:
-        minutes, secs = re.search(which + r" \*\*(?:(\d+) min )?(\d+) s\*\*", text).groups()
-        return int(minutes or 0) * 60 + int(secs)
 
-    few = client.predict(**run_args(audio="speech", steps=2), api_name="/estimate")
-    many = client.predict(**run_args(audio="speech", steps=40), api_name="/estimate")
-    assert "clips × 40 steps" in many and "2 guidance passes" in many  # equal scales: 2 passes
-    assert seconds(many, "full video") >= seconds(few, "full video")  # the tiny model: ms per step, rounded
-    assert seconds(many, "preview") <= seconds(many, "full video")  # 3 s of the 5 s example, 8 steps
-    assert client.predict(**run_args(audio="speech", image=None), api_name="/estimate") == ""
+def about_seconds(text: str) -> int:
+    """The seconds in "about 1 min 05 s", "about 9 s left", "Took 12 s"."""
+    minutes, secs = re.search(r"(?:(\d+) min )?(\d+) s\b", text).groups()
+    return int(minutes or 0) * 60 + int(secs)
+
+
+def test_the_estimate_names_steps_and_passes_and_is_quiet_without_inputs(client, media, run_args):
+    few, size = client.predict(**run_args(audio="speech", steps=2), api_name="/estimate")
+    many, _ = client.predict(**run_args(audio="speech", steps=40), api_name="/estimate")
+    assert few.startswith("Generate: **about ") and "10 clips × 40 steps, 2 guidance passes" in many  # equal scales
+    assert about_seconds(many) >= about_seconds(few)  # the tiny model: ms per step, rounded
+    assert size == "Output: **16×16** (crop: the crop covers the whole photo)"  # the face fills the example
+    assert client.predict(**run_args(audio="speech", image=None), api_name="/estimate") == ("", "")
+
+
+def test_one_time_on_screen_estimate_then_time_left_then_time_taken(client, media, run_args, monkeypatch):
+    """Before: "about N s"; during: "about N s left" (the estimate weighed against the pipeline's own ETA); after:
+    the time taken, learned from (a finished run corrects the next estimates)."""
+    import memo_app.runs
+
+    learned = []
+    monkeypatch.setattr(memo_app.runs, "learn", lambda pipeline, estimate, seconds: learned.append(seconds))
+    job = client.submit(**run_args(audio="speech", steps=4), api_name="/generate")
+    final = shown(job.result(timeout=300))
+    during = [shown(outputs)["time"] for outputs in job.outputs()[:-1]]
+    assert during and all(isinstance(time, dict) or "left**" in time or "finishing" in time for time in during)
+    assert any(isinstance(time, str) and "left**" in time for time in during)
+    assert final["time"].startswith("Took **") and "ETA" not in final["status"]
+    assert len(learned) == 1 and learned[0] > 0
+
+
+def test_seconds_left_trusts_the_pipeline_more_as_the_run_goes_on():
+    from memo_app.runs import seconds_left
+    from memo_model.pipelines.pipeline_memo import Progress
+
+    start = Progress(clip=0, num_clips=10, step=1, num_steps=10, elapsed=2.0, eta=500.0)
+    assert seconds_left(100.0, start) == pytest.approx(0.01 * 500 + 0.99 * 98)
+    end = Progress(clip=9, num_clips=10, step=10, num_steps=10, elapsed=90.0, eta=0.0)
+    assert seconds_left(100.0, end) == 0.0
 
 
 def test_settings_json_restores_the_controls(client, media, run_args):
-    _, _, _, settings, _ = client.predict(**run_args(steps=3, seed=1234), api_name="/generate")
-    *values, status = client.predict(handle_file(settings), api_name="/load_settings")
+    run = shown(client.predict(**run_args(steps=3, seed=1234), api_name="/generate"))
+    *values, status = client.predict(handle_file(run["settings"]), api_name="/load_settings")
     restored = dict(zip(RESTORED, values, strict=True))
     assert (restored["steps"], restored["seed"], restored["random_seed"]) == (3, 1234, False)
+    assert Path(restored["image"]).name == "synthetic_person_1.png"  # our own example, found by its name
     assert "Settings loaded" in status
+
+
+def test_paste_back_gives_the_portraits_size_with_the_users_audio_and_the_crop_downloadable(app, client, media,
+                                                                                          run_args):  # fmt: skip
+    """The 256 px photo animated at 16 px: pasted back, the mp4 is 256×256 and the crop alone 16×16, both with the
+    44.1 kHz stereo speech as it was uploaded; the files are named after portrait, emotion and seed; the settings
+    file holds file names only."""
+    _, service = app
+    photo = handle_file(str(media["real_photo"]))
+    values = run_args(image=photo, audio="stereo_speech", global_choice="happy", seed=42)
+    _, before = client.predict(**values, api_name="/estimate")
+    assert before.startswith("Output: **256×256** (whole portrait")
+    run = shown(client.predict(**values, api_name="/generate"))
+    assert run["output"].startswith("Output: **256×256** (whole portrait")
+    video, crop = probe_media(video_path(run["video"])), probe_media(run["crop_video"])
+    assert (video["width"], video["height"], crop["width"], crop["height"]) == (256, 256, 16, 16)
+    for info in (video, crop):
+        assert (info["audio_sample_rate"], info["audio_channels"]) == (44_100, 2)
+    names = [Path(path).name for path in (video_path(run["video"]), run["crop_video"], run["settings"])]
+    assert names == [f"astronaut_happy_seed42{end}" for end in (".mp4", "-crop.mp4", ".json")]
+    text = Path(run["settings"]).read_text()
+    assert str(service.settings.output_dir) not in text and '"/' not in text  # no path of the server
+
+    _, off = client.predict(**{**values, "paste_back": False}, api_name="/estimate")
+    assert off == "Output: **16×16** (crop: paste-back is off)"
+    run = shown(client.predict(**{**values, "paste_back": False}, api_name="/generate"))
+    assert run["crop_video"] is None and probe_media(video_path(run["video"]))["width"] == 16
+    assert probe_media(video_path(run["video"]))["audio_sample_rate"] == 44_100
 
 
 def test_cancel_stops_within_a_step_and_keeps_the_partial_video(client, media, run_args):
     job = client.submit(**run_args(audio="speech", steps=40), api_name="/generate")
     deadline = time.time() + 120
-    while time.time() < deadline and not any(len(output[1]) >= 1 for output in job.outputs()):
+    while time.time() < deadline and not any(len(shown(output)["clips"]) >= 1 for output in job.outputs()):
         time.sleep(0.2)  # wait for the first finished clip
     assert client.predict(api_name="/cancel").startswith("Cancelling")
-    video, clips, status, _, _ = job.result(timeout=120)
-    assert "Cancelled" in status and 1 <= len(clips) < 10
-    info = probe_media(video_path(video))
+    run = shown(job.result(timeout=120))
+    assert "Cancelled" in run["status"] and 1 <= len(run["clips"]) < 10
+    assert run["time"].startswith("Stopped after")
+    info = probe_media(video_path(run["video"]))
     assert info["playable"] and info["has_audio"] and 0 < info["duration"] < 5.0
+    for start, end in re.findall(r"(\d+\.\d)-(\d+\.\d) s", run["status"]):
+        assert float(start) < float(end)  # no segment past the end of what was made
+    assert Path(video_path(run["video"])).name.endswith("_seed7-partial.mp4")
+
+
+def test_a_cancel_before_any_clip_says_so(client, media, run_args):
+    job = client.submit(**run_args(audio="speech", steps=100), api_name="/generate")
+    deadline = time.time() + 120
+    while time.time() < deadline and not job.outputs():
+        time.sleep(0.05)  # the run has started: it prepares the portrait, audio and emotions
+    assert client.predict(api_name="/cancel").startswith("Cancelling")
+    run = shown(job.result(timeout=120))
+    assert run["video"] is None and run["clips"] == [] and "no clip had finished" in run["status"]
+    assert "0.0-0.0" not in run["status"] and "Emotions used" not in run["status"]
 
 
 def test_loading_missing_weights_keeps_the_active_model(client):

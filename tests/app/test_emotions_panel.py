@@ -11,6 +11,7 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 
 from memo_app.emotion_panel import TABLE_HEADERS, EmotionPanel, top_emotions
+from memo_app.runs import RunPanel
 from memo_app.timeline import EMOTION_COLOURS, PIXEL_WIDTH, PLOT_LEFT, PLOT_RIGHT, draw_timeline, percent, seconds_at
 from memo_model import EmotionOverrides
 from memo_model.vision.video_io import probe_media
@@ -39,9 +40,11 @@ def controls(client, table, global_choice="use detected", picked=1) -> dict:
     return {"segment": segment, "emotion": emotion, "precedence": precedence, "note": ab_note}
 
 
-def ab_button_enabled(app, table, global_choice="use detected") -> bool:
+def ab_button_enabled(app, media, table, global_choice="use detected") -> bool:
     _, service = app
-    _, _, _, button, _ = EmotionPanel(service).controls(table, global_choice, 1)
+    _, _, button, _ = RunPanel(service).buttons(
+        str(media["portrait"]), str(media["speech"]), table, global_choice, None
+    )
     return button["interactive"]
 
 
@@ -66,7 +69,7 @@ def test_percentages_never_claim_more_certainty_than_there_is():
 # --- choices from the lists, the precedence in words --------------------------------------------------------------
 
 
-def test_a_segment_override_wins_over_the_whole_video_emotion_and_the_page_says_so(app, client, analyzed):
+def test_a_segment_override_wins_over_the_whole_video_emotion_and_the_page_says_so(app, client, analyzed, media):
     audio, table = analyzed
     table = client.predict(table, 1, "sad", api_name="/set_segment")
     assert table["data"][0][4] == "sad"
@@ -76,7 +79,8 @@ def test_a_segment_override_wins_over_the_whole_video_emotion_and_the_page_says_
         "'happy' replaces the detected emotion of every clip except in your segments (sad 0.0-" in shown["precedence"]
     )
     assert shown["segment"]["choices"][0][0].endswith("→ sad") and shown["emotion"]["value"] == "sad"
-    assert "A with the detected emotions, B with yours" in shown["note"] and ab_button_enabled(app, table, "happy")
+    assert "A with the detected emotions, B with yours" in shown["note"]
+    assert ab_button_enabled(app, media, table, "happy")
     plot, summary = client.predict(audio, 30, table, "happy", api_name="/update_timeline")
     first_segment_end = table["data"][0][1]
     assert summary.startswith(f"Clips will use: sad 0.0-{first_segment_end:.1f} s")
@@ -103,14 +107,14 @@ def test_a_bad_edit_keeps_the_last_good_timeline_and_says_so_once(client, analyz
     assert shown["precedence"] == shown["note"] == {"__type__": "update"}  # the message is said once, above
 
 
-def test_clear_overrides_goes_back_to_detection_and_disables_the_ab_preview(app, client, analyzed):
+def test_clear_overrides_goes_back_to_detection_and_disables_the_ab_preview(app, client, analyzed, media):
     audio, table = analyzed
     table = client.predict(table, 1, "sad", api_name="/set_segment")
     cleared, global_choice = client.predict(table, api_name="/clear_overrides")
     assert global_choice == "use detected" and all(row[4] == "" for row in cleared["data"])
     shown = controls(client, cleared)
     assert "No overrides: every clip uses its detected emotion." in shown["precedence"]
-    assert "choose an emotion first" in shown["note"] and not ab_button_enabled(app, cleared)
+    assert "choose an emotion first" in shown["note"] and not ab_button_enabled(app, media, cleared)
     _, summary = client.predict(audio, 30, cleared, global_choice, api_name="/update_timeline")
     assert summary.startswith(f"Clips will use: {table['data'][0][2]} 0.0-")
 
@@ -168,9 +172,9 @@ def test_ab_preview_renders_the_same_seconds_with_detected_and_with_your_emotion
     assert "**A · detected emotions:** Preview" in status and "**B · your emotions:** Preview" in status
 
     def settings(name: str) -> dict:
-        return json.loads(max(service.settings.output_dir.glob(f"*_{name}.json")).read_text())
+        return json.loads(max(service.settings.output_dir.rglob(f"*_{name}.json")).read_text())
 
-    a, b = settings("ab_detected"), settings("ab_yours")
+    a, b = settings("ab-detected"), settings("ab-yours")
     emotion_keys = {"emotion", "emotion_segments", "output"}
     assert {k: v for k, v in a["request"].items() if k not in emotion_keys} == {
         k: v for k, v in b["request"].items() if k not in emotion_keys

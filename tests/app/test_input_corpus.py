@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import shown
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image, ImageCms
@@ -474,10 +475,11 @@ def test_sixteen_bit_portrait_and_truncated_wav_through_an_app_preview(folder, c
     """The two reported app failures in one run: the 16-bit picture keeps its face, the short file is named."""
     image = made(VALID_IMAGES, "mode-I;16-png", folder)
     audio = made(VALID_AUDIO, "truncated-wav", folder)
-    *_, status, settings, _ = client.predict(**preview_values(run_args, image, audio), api_name="/preview")
+    run = shown(client.predict(**preview_values(run_args, image, audio), api_name="/preview"))
+    status = run["status"]
     assert "finished" in status and "No face found" not in status, status
     assert re.search(r"is truncated: 0\.5 s of the promised 2\.0 s were read", status), status
-    assert settings is not None
+    assert run["settings"] is not None
     assert "is truncated" in client.predict(handle_file(str(audio)), api_name="/inspect_audio")
 
 
@@ -707,9 +709,7 @@ def test_text_or_junk_where_a_number_belongs_is_named_with_its_range(name, folde
 
 def test_text_where_a_segment_number_belongs(client):
     table = {"headers": TABLE_HEADERS, "data": [[0, 1, "", None, ""]]}
-    app_refuses(
-        client, "Segment must be a number of at least 1; got 'abc'", table, "abc", "sad", api_name="/set_segment"
-    )
+    app_refuses(client, "There is no segment 'abc'; choose one of 1-1.", table, "abc", "sad", api_name="/set_segment")
 
 
 def test_the_corpus_is_large_enough():
