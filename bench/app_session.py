@@ -4,7 +4,7 @@ Uploads an example portrait and speech, analyzes the audio, takes the "before" s
 full generation of a 10 s speech (two bundled examples joined), and takes the "after" screenshot. Wall times are
 measured from the click to the finished status line, i.e. what the user waits.
 
-    python -m bench.app_session                     # writes bench/results/app_session.json and docs/images/app_*.png
+    python -m bench.app_session [--images DIR]      # bench/results/app_session.json (and two screenshots in DIR)
 
 Needs Debian's chromium (/usr/bin/chromium) and playwright (requirements-dev.txt).
 """
@@ -48,7 +48,9 @@ def timed_run(page, button: str, finished_text: str | re.Pattern) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "app_session.json"))
-    parser.add_argument("--images", default=str(ROOT / "docs" / "images"))
+    parser.add_argument(
+        "--images", default=None, help="folder for its two screenshots (docs/images/ holds the browser test's)"
+    )
     parser.add_argument("--port", type=int, default=7861)
     args = parser.parse_args()
 
@@ -58,7 +60,7 @@ def main() -> None:
     from memo_app.settings import AppSettings
     from memo_app.ui import build_demo, launch
 
-    images = Path(args.images)
+    images = Path(args.images) if args.images else None
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         os.environ.setdefault("MEMO_OUTPUT_DIR", str(folder / "outputs"))
@@ -84,7 +86,8 @@ def main() -> None:
             page.locator("#timeline img").wait_for()
             analyze = round(time.perf_counter() - tick, 1)
             page.wait_for_timeout(500)
-            page.screenshot(path=str(images / "app_before.png"), full_page=True)
+            if images:
+                page.screenshot(path=str(images / "app_session_before.png"), full_page=True)
 
             preview = timed_run(page, "#preview", re.compile(r"Preview \(.*\) finished"))
             page.wait_for_timeout(500)
@@ -94,7 +97,8 @@ def main() -> None:
             )
             video_seconds = page.locator("#result video").evaluate("v => v.duration")
             page.wait_for_timeout(1000)
-            page.screenshot(path=str(images / "app_after.png"), full_page=True)
+            if images:
+                page.screenshot(path=str(images / "app_session_after.png"), full_page=True)
             browser.close()
         demo.close()
 
