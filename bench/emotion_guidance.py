@@ -32,8 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def measure(pipeline, analyzer, rows: list[dict], generated: dict, scale: float) -> dict:
     """Mean expression accuracy, lip-sync r and identity similarity of one scale's videos."""
-    from memo_model.evaluation.evaluate import expression_of, lip_sync_of, mean_of, read_frames
     from memo_model.evaluation.metrics import identity_similarity
+
+    from memo_model.evaluation.evaluate import expression_of, lip_sync_of, mean_of, read_frames
 
     resolution = pipeline.model_info.resolution
     expression, lipsync, identity = [], [], []

@@ -23,6 +23,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from memo_model.evaluation.metrics import (
+    expression_accuracy,
+    identity_drift,
+    identity_similarity,
+    lip_sync,
+)
 
 from memo_model.data.synthetic.analyzer import analyze_frames, load_analyzer
 from memo_model.data.synthetic.expression import one_hot_expression
@@ -30,12 +36,6 @@ from memo_model.data.synthetic.identity import HELD_OUT_SEED_START
 from memo_model.data.synthetic.renderer import FaceRenderer, FaceState
 from memo_model.data.synthetic.sample import make_sample
 from memo_model.data.synthetic.speech import mouth_open_from_audio
-from memo_model.evaluation.metrics import (
-    expression_accuracy,
-    identity_drift,
-    identity_similarity,
-    lip_sync,
-)
 from memo_model.evaluation.scoring import frechet_distance_between
 
 FRECHET_FRAMES = 150

@@ -13,8 +13,9 @@ that helped on the machines we measured. None changes a video beyond numerical n
   normalisations and softmaxes stay float32 under autocast), ``"float32"`` does not, ``"auto"`` picks bfloat16 on
   CPUs with native bfloat16 (AMX or AVX512-BF16, ``cpu_bf16_support``), where it measured faster: MEMO-Tiny's
   pipeline 1.16x in CPU time on an AVX512-BF16 CPU, the official architecture at 256² 2.35x
-  (``python -m bench.precision``), MEMO-Tiny 1.23x on an AMX one; frames within 10/255 of float32 (mean 0.3/255). CPUs with neither emulate it, 100x slower: float32 there. GPUs run their own half
-  precision weights (``loading.choose_dtype``), so autocast stays off.
+  (``python -m bench.precision``), MEMO-Tiny 1.23x on an AMX one; frames within 10/255 of float32 (mean 0.3/255).
+  CPUs with neither emulate it, 100x slower: float32 there. GPUs run their own half precision weights
+  (``loading.choose_dtype``), so autocast stays off.
 - ``cpu_offload``: for GPUs too small for every component at once. Components wait in CPU memory and move to the
   GPU one at a time, when they run (``ModelOffload``); peak GPU memory is then the largest component plus its
   activations, at the cost of a host-to-device copy per component and clip.

@@ -77,7 +77,7 @@ def _evaluate_analyzer(args: argparse.Namespace) -> int:
 
 
 def add_train_parts_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``train-vae``, ``train-emotion``, ``train-analyzer`` and ``evaluate-analyzer``; each sets ``func(args)``."""
+    """Register ``train-vae``, ``train-emotion``, ``train-analyzer``, ``evaluate-analyzer``; each sets ``func``."""
     vae = subparsers.add_parser("train-vae", help="train MEMO-Tiny's VAE (64 or 128 px) on synthetic renders")
     vae.add_argument("--output", required=True, help="run folder: vae/, checkpoint/, log.csv, report.json")
     vae.add_argument("--steps", type=int, default=1000)

@@ -462,7 +462,7 @@ def _area(box: Box) -> int:
 
 
 def _padded(pixels: np.ndarray, min_side: int) -> np.ndarray:
-    """(h, w, 3) pixels with black rows and columns added below and right up to ``min_side``; boxes keep their place."""
+    """(h, w, 3) pixels, black rows and columns added below and right up to ``min_side``: boxes keep their place."""
     height, width = pixels.shape[:2]
     if height >= min_side and width >= min_side:
         return pixels

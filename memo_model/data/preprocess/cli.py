@@ -95,7 +95,7 @@ def add_preprocess_parser(subparsers: argparse._SubParsersAction) -> argparse.Ar
         "--crop-scale",
         type=float,
         default=PAPER_CROP_SCALE,
-        help="crop side / face-box side: 1.1 for head boxes (paper), ~1.8 for the default detector's brows-to-chin boxes",
+        help="crop side / face-box side: 1.1 for head boxes (paper), ~1.8 for the default detector's (brows to chin)",
     )
     run.add_argument("--review", default=None, help="an edited review list: clips marked keep = no are skipped")
     run.add_argument("--cut-detector", choices=("histogram", "pyscenedetect"), default="histogram")

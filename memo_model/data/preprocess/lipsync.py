@@ -34,7 +34,8 @@ from memo_model.errors import SetupError
 from memo_model.metrics import DEFAULT_MAX_OFFSET, lip_sync
 
 # The mouth inside a face box, as fractions of the box (x from the left, y from the top). Set for brows-to-chin
-# boxes (the default detector's, vision/face.py): the lips sit at 65-95 % of the box height, the middle 40 % of its width.
+# boxes (the default detector's, vision/face.py): the lips sit at 65-95 % of the box height, the middle 40 % of its
+# width.
 MOUTH_REGION = {"x": (0.3, 0.7), "y": (0.65, 0.95)}
 OFFLINE_MIN_CONFIDENCE = 0.7  # MouthDarknessScorer on 3-s synthetic clips: matched 0.83-1.11, dubbed 0.12-0.61
 PAPER_SYNC_C_THRESHOLD = 5.0  # paper, appendix F (SyncNet confidence on CelebV-HQ)
