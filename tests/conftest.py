@@ -15,17 +15,18 @@ def tiny():
 
 
 def tiny_inputs(components, batch=2, frames=4, past=3, size=8, seed=0):
-    """Random but valid inputs for one clip of the tiny preset."""
+    """Random but valid inputs for one clip of the components' sizes (latent channels from the diffusion net)."""
     generator = torch.Generator().manual_seed(seed)
     audio_cfg = components["audio_proj"].config
     image_cfg = components["image_proj"].config
+    channels = components["diffusion_net"].config.in_channels
     return {
-        "reference_latents": torch.randn(batch, 4, 1 + past, size, size, generator=generator),
+        "reference_latents": torch.randn(batch, channels, 1 + past, size, size, generator=generator),
         "face_embedding": torch.randn(batch, image_cfg.clip_embeddings_dim, generator=generator),
         "audio_features": torch.randn(
             batch, frames, audio_cfg.seq_len, audio_cfg.blocks, audio_cfg.channels, generator=generator
         ),
-        "sample": torch.randn(batch, 4, frames, size, size, generator=generator),
+        "sample": torch.randn(batch, channels, frames, size, size, generator=generator),
         "emotion": torch.arange(batch) % 9,
     }
 

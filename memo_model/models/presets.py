@@ -2,6 +2,7 @@
 
 - ``official``: the published ``memoavatar/memo`` configuration (docs/CHECKPOINT.md §2, the reference manifest
   ``memo_official_state_dicts.json``): SD 1.5 UNets at 512², 768-d face and audio tokens, 9 emotions.
+- ``memo-tiny`` / ``memo-tiny-v2``: the bundled models' sizes (64 px, 4-channel latents / 128 px, 8-channel latents).
 - ``tiny``: the same architecture with small channels, two UNet levels, narrow tokens and a short audio window;
   the test suite builds it in milliseconds.
 
@@ -18,7 +19,7 @@ from memo_model.models.emotion_classifier import AudioEmotionClassifier
 from memo_model.models.projections import AudioProjection, ImageProjection
 from memo_model.models.reference_net import ReferenceNet
 
-PresetName = Literal["official", "tiny", "memo-tiny"]
+PresetName = Literal["official", "tiny", "memo-tiny", "memo-tiny-v2"]
 
 COMPONENT_CLASSES: dict[str, type[ModelMixin]] = {
     "reference_net": ReferenceNet,
@@ -100,7 +101,20 @@ _MEMO_TINY: dict[str, dict] = {
     "misc/audio_emotion_classifier": {"num_classifier_layers": 5, "num_classifier_channels": 128, "input_dim": 80},
 }
 
-PRESETS: dict[str, dict[str, dict]] = {"official": _OFFICIAL, "tiny": _TINY, "memo-tiny": _MEMO_TINY}
+# MEMO-Tiny v2: 128 px frames through a factor-8 VAE with 8 latent channels (16 x 16 x 8), so the UNets keep v1's
+# sizes and cost; the temporal modules normalise with the official 32 groups (v1 was trained with 8).
+_MEMO_TINY_V2: dict[str, dict] = {
+    **_MEMO_TINY,
+    "reference_net": {**_MEMO_TINY["reference_net"], "in_channels": 8},
+    "diffusion_net": {**_MEMO_TINY["diffusion_net"], "in_channels": 8, "out_channels": 8},
+}
+
+PRESETS: dict[str, dict[str, dict]] = {
+    "official": _OFFICIAL,
+    "tiny": _TINY,
+    "memo-tiny": _MEMO_TINY,
+    "memo-tiny-v2": _MEMO_TINY_V2,
+}
 
 
 def preset_config(preset: PresetName, component: str) -> dict:

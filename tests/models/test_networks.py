@@ -163,3 +163,11 @@ def test_mismatched_inputs_are_refused(tiny, bad):
                 inputs["emotion"],
                 memory=net.write_memory(reference.select([0])),
             )
+
+
+def test_memo_tiny_v2_preset_takes_8_channel_latents_and_the_official_temporal_norm():
+    torch.manual_seed(0)
+    networks = {name: net.eval() for name, net in build_components("memo-tiny-v2").items()}
+    assert networks["diffusion_net"].config.temporal_norm_num_groups == 32
+    inputs = tiny_inputs(networks, batch=1, frames=2, past=2, size=16)
+    assert run_clip(networks, inputs).shape == (1, 8, 2, 16, 16)

@@ -130,5 +130,7 @@ def test_shipped_training_configs_load(path):
     from memo_model.training.train import TrainConfig
 
     config = load_yaml(TrainConfig, path)
-    assert config.model.manifest["resolution"] == config.data.resolution == 64
-    assert config.model.init_from or config.model.preset == "memo-tiny"
+    v2 = path.name.startswith("memo_tiny_v2_")
+    assert config.model.manifest["resolution"] == config.data.resolution == (128 if v2 else 64)
+    assert config.model.init_from or config.model.preset == ("memo-tiny-v2" if v2 else "memo-tiny")
+    assert ("memo-tiny-v2" in config.model.vae) == v2
