@@ -101,6 +101,7 @@ def main() -> None:
                 "error": round(estimate.seconds / actual - 1, 3),
                 "error_without_learning": round(estimate.seconds / estimate.correction / actual - 1, 3),
                 "slowdown": round(estimate.slowdown, 2),
+                "threads": estimate.threads,
                 "correction": round(estimate.correction, 3),
                 "time_to_estimate_seconds": round(estimate_seconds, 2),
                 "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],

@@ -1,5 +1,6 @@
-"""How long a request will take on this pipeline's device: its parts timed directly, scaled to the CPU the process
-gets now, corrected by the runs that finished (shown before a run, and refreshed on every change of the settings).
+"""How long a request will take on this pipeline's device: its parts timed directly, scaled by how fast the machine
+runs the model *now*, corrected by the runs that finished (shown before a run, refreshed on every change of the
+settings).
 
 A run costs
 
@@ -9,16 +10,18 @@ A run costs
 last one: speed.py); ``per_clip`` the clip's audio features, reference net on the past frames, memory write, VAE
 decode and re-encode; ``writing`` the clip's frames pasted back and encoded at the output size; ``portrait`` the
 picture's face detection and identity; ``per_audio_second`` the emotion detection (and vocal separation) over the
-audio. Each part is timed on its own with the pipeline's named steps (``MemoPipeline.prepare_clip``,
+audio. Each part is timed on its own in wall seconds with the pipeline's named steps (``MemoPipeline.prepare_clip``,
 ``predict_velocity``, ...) — never as the difference of two noisy whole runs — and kept per pipeline, resolution
 and number of guidance passes; the portrait part per picture, the writing per output size.
 
-Parts are timed in CPU seconds of this process (all its threads), which stay the same when other work shares the
-cores; wall seconds follow from the CPU rate the process gets *now* — CPU seconds per wall second over ~0.1 s of
-matrix products on its threads (2 on a quiet 2-core machine, less when neighbours are busy), measured at every
-estimate. The video encoder runs in its own process: its part is timed in wall seconds and kept as CPU seconds at
-the rate of that moment. ``learn`` compares a finished run with what was predicted for it, and the median ratio of
-the last runs corrects the next estimates.
+**The speed probe.** On a shared machine the same work takes a different time from one minute to the next, and
+with several threads far more than the share of the CPU lost (a thread waiting at a barrier for a sibling the
+scheduler has put aside): CPU seconds do not stay the same either. So every part is stored together with the wall
+time of a probe run at the same moment, and an estimate runs the probe again: the parts scale by probe now / probe
+then. The probe is the model's own work where that is cheap — a denoiser call of the first calibrated clip, the op
+mix and thread use of the run itself — else (a large model on a CPU) a fixed series of matrix products. ``learn``
+compares a finished run with what was predicted for it, and the median ratio of the last runs (drawn towards 1 while
+there are few) corrects the next estimates.
 """
 
 from __future__ import annotations
@@ -39,32 +42,33 @@ from memo_model.audio.io import SAMPLE_RATE
 from memo_model.pipelines.emotions import plan_emotions
 from memo_model.pipelines.guidance import guidance_plan
 from memo_model.pipelines.request import CLIP_FRAMES, GenerationRequest
-from memo_model.pipelines.speed import denoiser_calls
+from memo_model.pipelines.speed import cpu_threads, denoiser_calls
 from memo_model.vision.face import MIN_IMAGE_SIDE, prepare_portrait
 from memo_model.vision.paste_back import PasteBack
 from memo_model.vision.video_io import VideoWriter, frames_to_uint8
 
-RATE_SIDE = 192  # the probe's matrix product: (192 x 192) @ (192 x 192), float32, on torch's threads
-RATE_SECONDS = 0.1  # how long the CPU rate is measured for: some tens of the scheduler's time slices
-PROBE_SECONDS = 2.0  # audio timed for the per-second part
+PROBE_CALL_LIMIT = 0.5  # s: a denoiser call at most this long (at calibration) is the speed probe itself
+PROBE_REPEATS = 3  # probe runs per reading (median): one may fall in a burst of a neighbour's work
+MATMUL_SIDE, MATMUL_COUNT = 192, 200  # the fallback probe: 200 products (192 x 192) @ (192 x 192) on torch's threads
+AUDIO_PROBE_SECONDS = 2.0  # audio timed for the per-second part
 LEARNED_RUNS = 5  # finished runs whose ratio corrects the estimate (median)
-CORRECTION_RANGE = (0.5, 3.0)  # a correction outside this says more about that run than about the next
+CORRECTION_RANGE = (0.5, 2.0)  # a correction outside this says more about that run than about the next
 
 
 @dataclass(frozen=True)
 class Calibration:
-    """CPU seconds of each part for one number of guidance passes at one resolution (``cpu_rate``: the CPU seconds
-    per wall second the process got while they were timed, for reference)."""
+    """Wall seconds of each part for one number of guidance passes at one resolution, and of the speed probe run at
+    the same moment (``probe``)."""
 
     per_call: float  # one denoiser call, all guidance passes batched
     per_clip: float  # a clip's conditions, decode and re-encode (no denoiser, no writing)
     per_audio_second: float  # emotion detection (and vocal separation) per second of audio
     passes: int
     resolution: int
-    cpu_rate: float
+    probe: float
 
     def seconds(self, clips: int, calls: int, audio_seconds: float = 0.0) -> float:
-        """CPU seconds of the model's work, without the portrait and the writing."""
+        """Wall seconds of the model's work at the calibration's speed, without the portrait and the writing."""
         return audio_seconds * self.per_audio_second + clips * (self.per_clip + calls * self.per_call)
 
 
@@ -75,8 +79,9 @@ class TimeEstimate:
     steps: int
     passes: int
     calibration: Calibration
-    slowdown: float = 1.0  # a quiet machine's CPU rate (torch's threads) / the rate now: > 1 when neighbours are busy
+    slowdown: float = 1.0  # probe now / probe at calibration: > 1 when neighbours are busier than then
     correction: float = 1.0  # from the finished runs (``learn``)
+    threads: int = 1  # torch's CPU threads a run started now would use (speed.cpu_threads)
 
     @property
     def spent(self) -> str:
@@ -103,19 +108,20 @@ def estimate_time(pipeline, request: GenerationRequest, audio_seconds: float, po
     parts = _parts(pipeline)
     passes = len(guidance_plan(*request.guidance_scales(pipeline.model_info.default_guidance)))
     resolution = pipeline.model_info.resolution_for(request)
-    key = (passes, resolution, request.guidance_layout, request.past_frames)
-    if key not in parts.calibrations:
-        parts.calibrations[key] = _calibrate(pipeline, request, passes, resolution)
-    calibration = parts.calibrations[key]
-    portrait_seconds, writing_seconds = _portrait_and_writing(pipeline, parts, request, resolution, portrait)
+    with cpu_threads(pipeline.options, pipeline.device) as threads:  # as many as a run started now would use
+        key = (passes, resolution, request.guidance_layout, request.past_frames, threads)
+        if key not in parts.calibrations:
+            parts.calibrations[key] = _calibrate(pipeline, parts, request, passes, resolution)
+        calibration = parts.calibrations[key]
+        probe = parts.probe()
+        portrait_seconds, writing_seconds = _portrait_and_writing(pipeline, parts, request, resolution, portrait, probe)
 
     clips, steps = clips_for(audio_seconds, request.fps), pipeline.model_info.steps_for(request)
     calls = denoiser_calls(steps, pipeline.options)
-    cpu_seconds = calibration.seconds(clips, calls, audio_seconds) + portrait_seconds + clips * writing_seconds
-    rate = cpu_rate()
+    slowdown = probe / calibration.probe
+    seconds = calibration.seconds(clips, calls, audio_seconds) * slowdown + portrait_seconds + clips * writing_seconds
     correction = parts.correction()
-    slowdown = torch.get_num_threads() / rate
-    return TimeEstimate(cpu_seconds / rate * correction, clips, steps, passes, calibration, slowdown, correction)
+    return TimeEstimate(seconds * correction, clips, steps, passes, calibration, slowdown, correction, threads)
 
 
 def learn(pipeline, estimate: TimeEstimate, actual_seconds: float) -> None:
@@ -126,33 +132,43 @@ def learn(pipeline, estimate: TimeEstimate, actual_seconds: float) -> None:
         _parts(pipeline).ratios.append(actual_seconds / uncorrected)
 
 
-def cpu_rate(seconds: float = RATE_SECONDS) -> float:
-    """CPU seconds this process gets per wall second right now, running matrix products on torch's threads: about the
-    number of threads on a quiet machine, less when other processes share the cores."""
-    a = torch.ones(RATE_SIDE, RATE_SIDE) / RATE_SIDE
+def matmul_probe() -> float:
+    """Wall seconds of a fixed series of small matrix products on torch's threads (the fallback speed probe)."""
+    a = torch.ones(MATMUL_SIDE, MATMUL_SIDE) / MATMUL_SIDE
     a @ a  # the first product allocates
-    wall, cpu = time.perf_counter(), time.process_time()
-    while time.perf_counter() - wall < seconds:
+    started = time.perf_counter()
+    for _ in range(MATMUL_COUNT):
         a @ a
-    return max(time.process_time() - cpu, 1e-3) / (time.perf_counter() - wall)
+    return time.perf_counter() - started
 
 
 # --- the parts, timed -------------------------------------------------------------------------------------------
 
 
 class _Parts:
-    """What this pipeline's estimates know: calibrations, portrait and writing times, ratios of finished runs."""
+    """What this pipeline's estimates know: calibrations, portrait and writing times (each as (wall seconds, probe
+    seconds then)), the speed probe, ratios of finished runs."""
 
     def __init__(self):
         self.calibrations: dict[tuple, Calibration] = {}
-        self.portraits: dict[tuple, tuple[float, tuple[int, int]]] = {}  # CPU seconds, output size
-        self.writing: dict[tuple[int, int], float] = {}  # output size -> CPU seconds per clip
+        self.portraits: dict[tuple, tuple[float, float, tuple[int, int]]] = {}  # seconds, probe then, output size
+        self.writing: dict[tuple[int, int], tuple[float, float]] = {}  # output size -> seconds per clip, probe then
         self.ratios: deque[float] = deque(maxlen=LEARNED_RUNS)
+        self.probe_function = matmul_probe  # replaced by a denoiser call when the first calibration finds one cheap
+
+    def probe(self) -> float:
+        """The speed probe's wall seconds now (median of ``PROBE_REPEATS`` after a warm-up run). Calibrations are kept
+        per thread count, so a probe is only compared with one made on as many threads."""
+        return _timed(self.probe_function, repeats=PROBE_REPEATS)[0]
 
     def correction(self) -> float:
+        """The median ratio of the finished runs, drawn towards 1 while there are few: n runs count n / (n + 1) of
+        their log ratio (one run may have met a burst of other work that the next will not)."""
         if not self.ratios:
             return 1.0
-        return float(np.clip(statistics.median(self.ratios), *CORRECTION_RANGE))
+        weight = len(self.ratios) / (len(self.ratios) + 1)
+        learned = math.exp(weight * statistics.median(math.log(ratio) for ratio in self.ratios))
+        return float(np.clip(learned, *CORRECTION_RANGE))
 
 
 def _parts(pipeline) -> _Parts:
@@ -160,20 +176,20 @@ def _parts(pipeline) -> _Parts:
 
 
 def _timed(function, repeats: int = 1) -> tuple[float, object]:
-    """(median CPU seconds of ``repeats`` calls after one warm-up call, the last result)."""
+    """(median wall seconds of ``repeats`` calls after one warm-up call, the last result)."""
     result = function()
     times = []
     for _ in range(repeats):
-        started = time.process_time()
+        started = time.perf_counter()
         result = function()
-        times.append(time.process_time() - started)
+        times.append(time.perf_counter() - started)
     return statistics.median(times), result
 
 
 @torch.no_grad()
-def _calibrate(pipeline, request: GenerationRequest, passes: int, resolution: int) -> Calibration:
-    """Time one clip's parts with the pipeline's own steps on a grey portrait and noise for audio."""
-    rate = cpu_rate()
+def _calibrate(pipeline, parts: _Parts, request: GenerationRequest, passes: int, resolution: int) -> Calibration:
+    """Time one clip's parts with the pipeline's own steps on a grey portrait and noise for audio, and the probe
+    before and after them (the first calibration makes a cheap denoiser call the probe)."""
     rng = np.random.default_rng(0)
     grey = np.full((max(resolution, MIN_IMAGE_SIDE),) * 2 + (3,), 128, np.uint8)
     portrait = prepare_portrait(grey, resolution, crop_to_face=False)
@@ -193,7 +209,13 @@ def _calibrate(pipeline, request: GenerationRequest, passes: int, resolution: in
     latents = pipeline.prepare_latents(resolution, resolution, torch.Generator().manual_seed(0))
     latents = latents.to(pipeline.device, pipeline.dtype)
     t = torch.tensor(500.0, device=pipeline.device)
-    per_call, _ = _timed(lambda: pipeline.predict_velocity(clip, latents, t), repeats=5)
+    def denoiser_call():
+        return pipeline.predict_velocity(clip, latents, t)
+
+    per_call, _ = _timed(denoiser_call, repeats=5)
+    if not parts.calibrations and per_call <= PROBE_CALL_LIMIT:
+        parts.probe_function = denoiser_call
+    probe_before = parts.probe()
     decode_seconds, frames = _timed(lambda: pipeline.decode_clip(latents))
     encode_seconds, later = _timed(lambda: pipeline.next_past_frames(past, frames))
     to_uint8 = _timed(lambda: frames_to_uint8(rearrange(frames, "f c H W -> f H W c").cpu().numpy()))[0]
@@ -202,38 +224,40 @@ def _calibrate(pipeline, request: GenerationRequest, passes: int, resolution: in
     )  # a later clip: the reference net runs on past frames that are not the portrait
     per_clip = features_seconds + prepare_seconds + decode_seconds + encode_seconds + to_uint8
 
-    waveform = (0.1 * rng.standard_normal(round(PROBE_SECONDS * SAMPLE_RATE))).astype(np.float32)
+    waveform = (0.1 * rng.standard_normal(round(AUDIO_PROBE_SECONDS * SAMPLE_RATE))).astype(np.float32)
 
     def audio_preparation():
         plan_emotions(waveform, pipeline.emotion_detector, request)
         if pipeline.vocal_separator is not None:
             pipeline.vocal_separator(waveform)
 
-    per_audio_second = _timed(audio_preparation)[0] / PROBE_SECONDS
-    return Calibration(per_call, per_clip, per_audio_second, passes, resolution, rate)
+    per_audio_second = _timed(audio_preparation)[0] / AUDIO_PROBE_SECONDS
+    probe = (probe_before + parts.probe()) / 2
+    return Calibration(per_call, per_clip, per_audio_second, passes, resolution, probe)
 
 
-def _portrait_and_writing(pipeline, parts: _Parts, request, resolution: int, portrait) -> tuple[float, float]:
-    """CPU seconds to prepare this request's portrait, and to write one clip at its output size; each timed once."""
+def _portrait_and_writing(pipeline, parts: _Parts, request, resolution: int, portrait, probe: float):
+    """Wall seconds, at the speed the probe reads now (``probe``), to prepare this request's portrait and to write
+    one clip at its output size; each timed once."""
     key = (_file_stamp(request.image), resolution, request.crop_scale, request.crop_to_face, request.paste_back)
     if key not in parts.portraits:
-        started = time.process_time()
+        started = time.perf_counter()
         if portrait is None:
             portrait = prepare_portrait(request.image, resolution, request.crop_scale, request.crop_to_face)
         pipeline.identity_embedding(portrait)
-        seconds = time.process_time() - started
+        seconds = time.perf_counter() - started
         size = pipeline.output_resolution(request, portrait)
-        parts.portraits[key] = (seconds, size)
+        parts.portraits[key] = (seconds, probe, size)
         if size not in parts.writing:
             pasted = PasteBack.from_portrait(portrait) if size != (resolution, resolution) else None
-            parts.writing[size] = _writing_seconds(portrait, pasted, request.fps) * cpu_rate()
-    seconds, size = parts.portraits[key]
-    return seconds, parts.writing[size]
+            parts.writing[size] = (_writing_seconds(portrait, pasted, request.fps), probe)
+    seconds, probe_then, size = parts.portraits[key]
+    writing, writing_probe = parts.writing[size]
+    return seconds * probe / probe_then, writing * probe / writing_probe
 
 
 def _writing_seconds(portrait, pasted: PasteBack | None, fps: int) -> float:
-    """Wall seconds to write one clip: the crop's frames encoded, and with paste-back also pasted and encoded at size
-    (the encoder is another process: its CPU time is not this one's)."""
+    """Wall seconds to write one clip: the crop's frames encoded, and with paste-back also pasted and encoded at size."""
     crop = np.asarray(portrait.image, dtype=np.uint8)
     frames = np.repeat(crop[None], CLIP_FRAMES, axis=0)
     frames[:, ::2] //= 2  # some detail, as generated frames have: a flat picture encodes faster than any real one

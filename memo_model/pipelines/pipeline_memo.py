@@ -70,6 +70,7 @@ from memo_model.pipelines.speed import (
     SpeedOptions,
     autocast,
     prepare_modules,
+    cpu_threads,
     resolve_precision,
     skips_denoiser,
 )
@@ -597,13 +598,17 @@ class MemoPipeline:
             portrait = prepare_portrait(request.image, resolution, request.crop_scale, request.crop_to_face)
         return output_size(portrait.original_size) if _pastes_back(request, portrait) else (resolution, resolution)
 
-    @torch.no_grad()
     def __call__(
         self,
         request: GenerationRequest,
         callback: Callable[[Progress], None] | None = None,
         cancel: threading.Event | Callable[[], bool] | None = None,
     ) -> GenerationResult:
+        with cpu_threads(self.options, self.device) as threads:  # the cores free now (SpeedOptions.threads)
+            return self._generate(request, callback, cancel, threads)
+
+    @torch.no_grad()
+    def _generate(self, request: GenerationRequest, callback, cancel, threads: int) -> GenerationResult:
         started = time.perf_counter()
         timings: dict[str, float] = {}
         # 1. Check inputs
@@ -697,7 +702,8 @@ class MemoPipeline:
             warnings=warnings,
             timings=timings,
         )
-        _write_sidecar(result, request, self.model_info, resolution, steps, guidance_plan(*guidance), self.precision)
+        plan = guidance_plan(*guidance)
+        _write_sidecar(result, request, self.model_info, resolution, steps, plan, precision=self.precision, threads=threads)
         running.unlink(missing_ok=True)
         if interrupted:
             raise Interrupted(result)
@@ -761,7 +767,7 @@ def _settings(request: GenerationRequest) -> dict:
     return {"request": request.to_dict()}
 
 
-def _write_sidecar(result, request, model_info, resolution, steps, plan, precision) -> None:
+def _write_sidecar(result, request, model_info, resolution, steps, plan, *, precision: str, threads: int) -> None:
     """Every setting, the seed, per-clip emotions (detected and used), the model and timings, next to the mp4."""
     data = {
         **_settings(request),
@@ -783,6 +789,7 @@ def _write_sidecar(result, request, model_info, resolution, steps, plan, precisi
         "seed": result.seed,
         "model": asdict(model_info),
         "precision": precision,
+        "threads": threads,
         "emotions": result.clip_emotions.to_dict(),
         "warnings": result.warnings,
         "timings_seconds": {k: round(v, 3) for k, v in result.timings.items()},

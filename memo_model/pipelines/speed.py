@@ -16,18 +16,28 @@ that helped on the machines we measured. None changes a video beyond numerical n
   (``python -m bench.precision``), MEMO-Tiny 1.23x on an AMX one; frames within 10/255 of float32 (mean 0.3/255).
   CPUs with neither emulate it, 100x slower: float32 there. GPUs run their own half precision weights
   (``loading.choose_dtype``), so autocast stays off.
+- ``threads``: torch's CPU threads for a run. ``"auto"`` (the default) uses only the cores other processes leave
+  free at the start of the run (``free_cores``), never more than torch's thread count: on a 2-core machine beside
+  one busy process, a denoiser call took 0.035 s on 1 thread and 0.086 s on 2, which wait at every operation for
+  the one the scheduler has put aside — and their times vary 20-fold, so no estimate can hold.
 - ``cpu_offload``: for GPUs too small for every component at once. Components wait in CPU memory and move to the
   GPU one at a time, when they run (``ModelOffload``); peak GPU memory is then the largest component plus its
   activations, at the cost of a host-to-device copy per component and clip.
 """
 
 import contextlib
+import os
+import statistics
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 FINAL_SIGMA = 1e-3  # diffusers' FlowMatch sigma_min (1 / num_train_timesteps): the last step's σ
 PRECISIONS = ("auto", "float32", "bfloat16")
+LOADAVG = Path("/proc/loadavg")  # its 4th field: tasks runnable now / all tasks (Linux)
+LOAD_READINGS, LOAD_INTERVAL = 5, 0.005  # median of 5 readings 5 ms apart
 
 
 @dataclass(frozen=True)
@@ -39,10 +49,56 @@ class SpeedOptions:
     compile: bool = False
     cpu_offload: bool = False
     precision: str = "auto"
+    threads: int | str = "auto"
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}.")
+        if self.threads != "auto" and not (isinstance(self.threads, int) and self.threads >= 1):
+            raise ValueError(f"threads must be 'auto' or a positive number; got {self.threads!r}.")
+
+
+def free_cores() -> int | None:
+    """The cores this process may use that no other process is running on right now: its CPUs less the runnable
+    tasks of other processes (``/proc/loadavg`` less this process's own runnable threads, the median of a few
+    readings); ``None`` where that count is unknown (not Linux)."""
+    try:
+        others = []
+        for _ in range(LOAD_READINGS):
+            runnable = int(LOADAVG.read_text().split()[3].split("/")[0])
+            others.append(runnable - _own_runnable_threads())
+            time.sleep(LOAD_INTERVAL)
+    except (OSError, IndexError, ValueError):
+        return None
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cpus - max(0, round(statistics.median(others))))
+
+
+def _own_runnable_threads() -> int:
+    """Threads of this process in state R (running or runnable), the one reading included."""
+    count = 0
+    for stat in Path("/proc/self/task").glob("*/stat"):
+        try:
+            count += stat.read_text().rsplit(")", 1)[1].split()[0] == "R"
+        except (OSError, IndexError):
+            continue  # the thread ended while being read
+    return count
+
+
+@contextlib.contextmanager
+def cpu_threads(options: SpeedOptions, device: torch.device):
+    """Run with ``options.threads`` torch threads (``"auto"``: the free cores, at most torch's current count), then
+    restore torch's count; yields the number used. GPUs: torch's count unchanged."""
+    before = torch.get_num_threads()
+    if device.type != "cpu":
+        yield before
+        return
+    threads = options.threads if options.threads != "auto" else min(before, free_cores() or before)
+    torch.set_num_threads(threads)
+    try:
+        yield threads
+    finally:
+        torch.set_num_threads(before)
 
 
 def cpu_bf16_support() -> str | None:

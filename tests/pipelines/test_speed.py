@@ -9,10 +9,16 @@ import torch
 
 from memo_model.loading import load_pipeline
 from memo_model.pipelines.request import GenerationRequest
+import json
+import os
+
+from memo_model.pipelines import speed
 from memo_model.pipelines.speed import (
     ModelOffload,
     SpeedOptions,
     cpu_bf16_support,
+    cpu_threads,
+    free_cores,
     resolve_precision,
     skips_denoiser,
 )
@@ -125,3 +131,44 @@ def test_bfloat16_autocast_stays_near_float32(weights, media, tmp_path, exact_ru
     frames, _ = frames_and_calls(pipeline, media, tmp_path, "bf16")
     difference = np.abs(frames - exact_run[0])
     assert 0 < difference.max() <= 24 and difference.mean() < 2  # it does compute in bfloat16, and stays close
+
+
+def machine(monkeypatch, tmp_path, runnable: int) -> int:
+    """Pretend ``runnable`` tasks are runnable now, this reader included; returns this process's CPU count."""
+    loadavg = tmp_path / "loadavg"
+    loadavg.write_text(f"1.00 1.00 1.00 {runnable}/300 4242\n")
+    monkeypatch.setattr(speed, "LOADAVG", loadavg)
+    return len(os.sched_getaffinity(0))
+
+
+@pytest.mark.skipif(not speed.LOADAVG.exists(), reason="needs Linux's /proc/loadavg")
+def test_free_cores_are_the_cpus_other_processes_leave(monkeypatch, tmp_path):
+    cpus = machine(monkeypatch, tmp_path, runnable=1)  # only the reader: a quiet machine
+    assert free_cores() == cpus
+    machine(monkeypatch, tmp_path, runnable=1 + cpus)  # as many busy tasks as CPUs: still one core to run on
+    assert free_cores() == 1
+    monkeypatch.setattr(speed, "LOADAVG", tmp_path / "missing")
+    assert free_cores() is None
+
+
+@pytest.mark.skipif(not speed.LOADAVG.exists(), reason="needs Linux's /proc/loadavg")
+def test_a_run_uses_only_the_free_cores_and_gives_torch_its_threads_back(weights, media, tmp_path, monkeypatch):
+    cpu = torch.device("cpu")
+    before = torch.get_num_threads()
+    machine(monkeypatch, tmp_path, runnable=1)
+    with cpu_threads(SpeedOptions(), cpu) as threads:
+        assert threads == torch.get_num_threads() == min(before, free_cores())  # never more than torch had
+    with cpu_threads(SpeedOptions(threads=1), cpu) as threads:
+        assert threads == torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="threads must be 'auto' or a positive number"):
+        SpeedOptions(threads=0)
+
+    machine(monkeypatch, tmp_path, runnable=100)  # a busy machine: one thread, written in the sidecar
+    pipeline = load_pipeline(weights, device="cpu")
+    request = GenerationRequest(
+        image=media / "portrait.png", audio=media / "speech_1s.wav", output=tmp_path / "busy.mp4", steps=1
+    )
+    result = pipeline(request)
+    assert json.loads(result.settings_path.read_text())["threads"] == 1
+    assert torch.get_num_threads() == before
