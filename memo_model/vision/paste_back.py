@@ -1,10 +1,11 @@
 """Paste-back: the animated crop blended into the whole portrait it was cut from.
 
 The model draws a square crop around the head (``face.prepare_portrait``). Pasting every generated frame back
-over the crop box of the original picture, with a feathered edge, gives a video of the whole portrait in which only
-the head moves — what LivePortrait does with its blending mask. The feather is a smooth ramp over the inner
-``FEATHER`` of the crop on each side that lies inside the picture; a side on the picture's own border needs no
-seam and is drawn to the edge.
+over the crop box of the original picture, with a feathered, head-shaped mask, gives a video of the whole portrait in
+which only the head moves — what LivePortrait does with its blending mask. The mask is the product of two smooth
+ramps: over the inner ``FEATHER`` of the crop on each side that lies inside the picture (a side on the picture's own
+border needs no seam and is drawn to the edge), and an ellipse in the box that fades out towards its corners, so a
+crop whose tones differ a little from the picture never shows as a square.
 
 Shapes: N frames, r the model resolution, H × W the output picture.
 """
@@ -21,6 +22,9 @@ from memo_model.vision.face import Box, PreparedPortrait
 
 MAX_SIDE = 1920  # long side of a pasted-back video: Full HD; larger portraits are reduced to it first
 FEATHER = 0.12  # share of the crop side over which the generated frame fades into the picture
+# The head-shaped part: 1 within 0.75 of the box's half-sides from its centre (face, jaw, chin, the hair above the brows),
+# fading to 0 at 1.05 (the corners, ~1.41, are the picture's own pixels).
+ELLIPSE_INNER, ELLIPSE_OUTER = 0.75, 1.05
 
 
 def output_size(portrait_size: tuple[int, int], max_side: int = MAX_SIDE) -> tuple[int, int]:
@@ -36,8 +40,8 @@ def _even(value: float) -> int:
 
 
 def feather_mask(box: Box, picture_size: tuple[int, int], feather: float = FEATHER) -> np.ndarray:
-    """(h, w, 1) float32 in [0, 1] over ``box``: 1 inside, a smoothstep ramp to 0 at each side of the box that is
-    not on the picture's border."""
+    """(h, w, 1) float32 in [0, 1] over ``box``: 1 over the head, smoothstep ramps to 0 at each side of the box that
+    is not on the picture's border and towards the box's corners."""
     left, top, right, bottom = box
     width, height = right - left, bottom - top
     ramp = max(1.0, feather * min(width, height))
@@ -49,8 +53,18 @@ def feather_mask(box: Box, picture_size: tuple[int, int], feather: float = FEATH
     from_top = y if top > 0 else np.full_like(y, inf)
     from_bottom = height - y if bottom < picture_size[1] else np.full_like(y, inf)
     distance = np.minimum(np.minimum(from_top, from_bottom)[:, None], np.minimum(from_left, from_right)[None, :])
-    t = np.clip(distance / ramp, 0.0, 1.0)
-    return (t * t * (3.0 - 2.0 * t))[..., None]
+    u, v = x / width * 2 - 1, y / height * 2 - 1  # -1 .. 1 across the box
+    # towards a side on the picture's border the ellipse extends to the edge, as the ramp does
+    u[(u < 0) & (left == 0) | (u > 0) & (right >= picture_size[0])] = 0
+    v[(v < 0) & (top == 0) | (v > 0) & (bottom >= picture_size[1])] = 0
+    radius = np.hypot(u[None, :], v[:, None])  # 1 at the side midpoints
+    head = (ELLIPSE_OUTER - radius) / (ELLIPSE_OUTER - ELLIPSE_INNER)
+    return (_smoothstep(distance / ramp) * _smoothstep(head))[..., None]
+
+
+def _smoothstep(t: np.ndarray) -> np.ndarray:
+    t = np.clip(t, 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,9 @@ def test_feather_fades_inside_the_picture_and_not_at_its_border():
     assert mask[25, 0] == 1.0  # the box's left side is the picture's left border: no seam to hide
     assert mask[0, 25] < 0.05 and mask[-1, 25] < 0.05 and mask[25, -1] < 0.05
     assert np.all(np.diff(mask[:25, 25]) >= 0)  # rises monotonically from the edge inwards
+    assert mask[3, -4] == mask[-4, -4] == 0.0  # head-shaped: corners inside the picture stay its own, never a square
+    assert mask[3, 3] > 0.1  # ... but towards the border side the head reaches the edge
+    assert mask[18:33, 18:33].min() == 1.0  # the face in the middle is all generated
 
 
 def test_frames_land_in_the_box_and_leave_the_rest_untouched():
