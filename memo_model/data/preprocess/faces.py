@@ -29,7 +29,9 @@ PAPER_CROP_SCALE = 1.1  # paper, appendix F (relative to a head box)
 BROWS_TO_CHIN_CROP_SCALE = 1.8  # the same head framing from the default detector's brows-to-chin box (docstring)
 # One detection size for video frames, 0.6 s per sampled frame on one core (portraits also try 640 for faces down to
 # 1/10 of the long side): a face under ~1/6 of the long side of a 1080p video is too small for a 512 px crop anyway.
-VIDEO_DETECTION_SIDES = (400,)
+# Small frames are enlarged at most 2x: enlarging adds no detail, and the CNN's cost grows with the pixels.
+VIDEO_DETECTION_SIDE = 400
+MAX_ENLARGEMENT = 2.0
 DETECT_EVERY = 5  # frames between detections: faces move little in 1/6 s, and detection is the slow part
 MIN_FACE_SHARE = 0.6  # share of sampled frames that must show a face (a frontal detector misses turned heads)
 MAX_SEVERAL_SHARE = 0.2  # share of sampled frames allowed to show several faces (detector false positives)
@@ -45,10 +47,12 @@ class FaceDetector(Protocol):
 
 
 class VideoFaceDetector:
-    """The offline default: dlib's CNN face detector at ``VIDEO_DETECTION_SIDES`` (``vision.face.detect_faces``)."""
+    """The offline default: dlib's CNN face detector (``vision.face.detect_faces``) with the frame's long side at
+    ``VIDEO_DETECTION_SIDE``, or at twice its own for frames under half that."""
 
     def __call__(self, frame: np.ndarray) -> list[Box]:
-        return detect_faces(Image.fromarray(frame), sides=VIDEO_DETECTION_SIDES)
+        side = min(VIDEO_DETECTION_SIDE, round(MAX_ENLARGEMENT * max(frame.shape[:2])))
+        return detect_faces(Image.fromarray(frame), sides=(side,))
 
 
 def touches_border(box: Box, width: int, height: int) -> bool:
