@@ -34,6 +34,8 @@ from pathlib import Path
 
 import torch
 
+from memo_model.hardware import cpu_bf16_support
+
 FINAL_SIGMA = 1e-3  # diffusers' FlowMatch sigma_min (1 / num_train_timesteps): the last step's σ
 PRECISIONS = ("auto", "float32", "bfloat16")
 LOADAVG = Path("/proc/loadavg")  # its 4th field: tasks runnable now / all tasks (Linux)
@@ -99,15 +101,6 @@ def cpu_threads(options: SpeedOptions, device: torch.device):
         yield threads
     finally:
         torch.set_num_threads(before)
-
-
-def cpu_bf16_support() -> str | None:
-    """The CPU's native bfloat16 support: ``"amx"`` (AMX tiles), ``"avx512_bf16"``, or ``None`` (emulated)."""
-    if torch.cpu._is_amx_tile_supported():
-        return "amx"
-    if torch.cpu._is_avx512_bf16_supported():
-        return "avx512_bf16"
-    return None
 
 
 def resolve_precision(options: SpeedOptions, device: torch.device, dtype: torch.dtype) -> str:

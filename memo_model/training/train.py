@@ -21,6 +21,7 @@ also written in the official layout under ``output_dir/weights`` for ``load_pipe
 
 import json
 import math
+import os
 import random
 import shutil
 import time
@@ -31,6 +32,7 @@ import torch
 
 from memo_model.config import load_yaml, to_dict
 from memo_model.errors import InputError
+from memo_model.hardware import native_bf16
 from memo_model.models.presets import COMPONENT_CLASSES, preset_config
 from memo_model.pipelines import conditions
 from memo_model.pipelines.conditions import Kept
@@ -92,7 +94,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     adam_epsilon: float = 1e-8
     max_grad_norm: float = 1.0
-    mixed_precision: str = "no"  # accelerate: "no", "fp16", "bf16"
+    mixed_precision: str = "auto"  # accelerate's "no", "fp16", "bf16"; "auto": see training_precision
     gradient_checkpointing: bool = False
     ema_decay: float | None = None
     seed: int = 42
@@ -116,6 +118,22 @@ class TrainConfig:
 
 
 # --- small pure helpers --------------------------------------------------------------------------------------
+
+
+def training_precision(setting: str) -> str:
+    """Accelerate's mixed precision for a config's setting. ``"auto"``: what ``accelerate launch --mixed_precision``
+    chose, else bf16 where the hardware computes it natively (``hardware.native_bf16``), else full precision.
+    Measured on this repository's training steps: 1.27x (MEMO-Tiny) and 1.73x (official architecture) faster on an
+    AVX512-BF16 CPU, losses within 0.1 % (bench/precision.py), and the same loss curve over MEMO-Tiny v2's first
+    stage-1 steps (docs/TRAINING.md)."""
+    if setting != "auto":
+        return setting
+    from accelerate import PartialState
+
+    launched = os.environ.get("ACCELERATE_MIXED_PRECISION")
+    if launched:
+        return launched
+    return "bf16" if native_bf16(PartialState().device) else "no"
 
 
 def build_components(config: ModelConfig) -> dict[str, torch.nn.Module]:
@@ -186,7 +204,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     from memo_model.vision.face import ThumbnailEmbedder
 
     output = Path(config.output_dir)
-    accelerator = Accelerator(mixed_precision=config.mixed_precision, project_dir=str(output))
+    accelerator = Accelerator(mixed_precision=training_precision(config.mixed_precision), project_dir=str(output))
     set_seed(config.seed, device_specific=True)
     stage = STAGES[config.stage]
 

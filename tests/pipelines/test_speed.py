@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from memo_model.hardware import cpu_bf16_support
 from memo_model.loading import load_pipeline
 from memo_model.pipelines.request import GenerationRequest
 import json
@@ -16,7 +17,6 @@ from memo_model.pipelines import speed
 from memo_model.pipelines.speed import (
     ModelOffload,
     SpeedOptions,
-    cpu_bf16_support,
     cpu_threads,
     free_cores,
     resolve_precision,

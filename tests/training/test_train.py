@@ -269,3 +269,14 @@ def test_two_processes_under_accelerate_launch(setup, tmp_path):
     assert json.loads((output / "run_info.json").read_text())["num_processes"] == 2
     assert logged_steps(output) == [1, 2]
     assert (output / "weights" / "diffusion_net" / "diffusion_pytorch_model.safetensors").is_file()
+
+
+def test_auto_precision_is_the_launchers_choice_else_native_bf16(monkeypatch):
+    from memo_model.hardware import native_bf16
+    from memo_model.training.train import training_precision
+
+    assert training_precision("no") == "no" and training_precision("bf16") == "bf16"
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    assert training_precision("auto") == ("bf16" if native_bf16(torch.device("cpu")) else "no")
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")  # accelerate launch --mixed_precision fp16
+    assert training_precision("auto") == "fp16"
