@@ -47,8 +47,8 @@ import numpy as np
 import torch
 
 from bench.results_file import record_run
-from memo_model.pipelines.request import OFFICIAL_GUIDANCE, GenerationRequest
 from memo_model.hardware import cpu_bf16_support
+from memo_model.pipelines.request import OFFICIAL_GUIDANCE, GenerationRequest
 from memo_model.pipelines.speed import SpeedOptions, autocast
 
 ROOT = Path(__file__).resolve().parents[1]

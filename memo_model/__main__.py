@@ -48,6 +48,20 @@ def _add_weights_options(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="auto: bfloat16 autocast on CPUs with native bfloat16 (AMX, AVX512-BF16), else float32",
     )
+    speed.add_argument(
+        "--threads",
+        type=_threads,
+        default="auto",
+        help="CPU threads per run; auto: the cores other processes leave free when the run starts",
+    )
+
+
+def _threads(value: str) -> int | str:
+    if value == "auto":
+        return value
+    if value.isdigit() and int(value) >= 1:
+        return int(value)
+    raise argparse.ArgumentTypeError(f"expected 'auto' or a positive number, got {value!r}")
 
 
 def _load(args: argparse.Namespace):
@@ -60,6 +74,7 @@ def _load(args: argparse.Namespace):
         compile=args.compile,
         cpu_offload=args.cpu_offload,
         precision=args.precision,
+        threads=args.threads,
     )
     return load_pipeline(
         args.weights,

@@ -114,7 +114,9 @@ def estimate_time(pipeline, request: GenerationRequest, audio_seconds: float, po
             parts.calibrations[key] = _calibrate(pipeline, parts, request, passes, resolution)
         calibration = parts.calibrations[key]
         probe = parts.probe()
-        portrait_seconds, writing_seconds = _portrait_and_writing(pipeline, parts, request, resolution, portrait, probe)
+        portrait_seconds, writing_seconds = _portrait_and_writing(
+            pipeline, parts, request, resolution, portrait, probe
+        )
 
     clips, steps = clips_for(audio_seconds, request.fps), pipeline.model_info.steps_for(request)
     calls = denoiser_calls(steps, pipeline.options)
@@ -209,6 +211,7 @@ def _calibrate(pipeline, parts: _Parts, request: GenerationRequest, passes: int,
     latents = pipeline.prepare_latents(resolution, resolution, torch.Generator().manual_seed(0))
     latents = latents.to(pipeline.device, pipeline.dtype)
     t = torch.tensor(500.0, device=pipeline.device)
+
     def denoiser_call():
         return pipeline.predict_velocity(clip, latents, t)
 
@@ -257,7 +260,8 @@ def _portrait_and_writing(pipeline, parts: _Parts, request, resolution: int, por
 
 
 def _writing_seconds(portrait, pasted: PasteBack | None, fps: int) -> float:
-    """Wall seconds to write one clip: the crop's frames encoded, and with paste-back also pasted and encoded at size."""
+    """Wall seconds to write one clip: the crop's frames encoded, and with paste-back also pasted and encoded at the
+    picture's size."""
     crop = np.asarray(portrait.image, dtype=np.uint8)
     frames = np.repeat(crop[None], CLIP_FRAMES, axis=0)
     frames[:, ::2] //= 2  # some detail, as generated frames have: a flat picture encodes faster than any real one

@@ -69,8 +69,8 @@ from memo_model.pipelines.speed import (
     ModelOffload,
     SpeedOptions,
     autocast,
-    prepare_modules,
     cpu_threads,
+    prepare_modules,
     resolve_precision,
     skips_denoiser,
 )
@@ -703,7 +703,9 @@ class MemoPipeline:
             timings=timings,
         )
         plan = guidance_plan(*guidance)
-        _write_sidecar(result, request, self.model_info, resolution, steps, plan, precision=self.precision, threads=threads)
+        _write_sidecar(
+            result, request, self.model_info, resolution, steps, plan, precision=self.precision, threads=threads
+        )
         running.unlink(missing_ok=True)
         if interrupted:
             raise Interrupted(result)

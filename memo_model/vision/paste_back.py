@@ -22,8 +22,8 @@ from memo_model.vision.face import Box, PreparedPortrait
 
 MAX_SIDE = 1920  # long side of a pasted-back video: Full HD; larger portraits are reduced to it first
 FEATHER = 0.12  # share of the crop side over which the generated frame fades into the picture
-# The head-shaped part: 1 within 0.75 of the box's half-sides from its centre (face, jaw, chin, the hair above the brows),
-# fading to 0 at 1.05 (the corners, ~1.41, are the picture's own pixels).
+# The head-shaped part: 1 within 0.75 of the box's half-sides from its centre (face, jaw, chin, the hair above the
+# brows), fading to 0 at 1.05 (the corners, ~1.41, are the picture's own pixels).
 ELLIPSE_INNER, ELLIPSE_OUTER = 0.75, 1.05
 
 

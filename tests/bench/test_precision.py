@@ -8,8 +8,8 @@ import torch
 
 import bench.components
 from bench import precision
-from memo_model.loading import load_pipeline
 from memo_model.hardware import cpu_bf16_support
+from memo_model.loading import load_pipeline
 from memo_model.testing import TINY_RESOLUTION, write_random_tiny_weights
 
 pytestmark = pytest.mark.skipif(cpu_bf16_support() is None, reason="bfloat16 is emulated on this CPU: far too slow")

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from memo_model.__main__ import main
 from memo_model.vision.video_io import probe_media
 
@@ -11,11 +13,13 @@ def test_generate_writes_video_and_settings(weights, media, tmp_path, capsys):
     code = main([
         "generate", "--image", str(media / "portrait.png"), "--audio", str(media / "speech_0.5s.wav"),
         "--output", str(out), "--weights", str(weights), "--steps", "1", "--emotion", "happy", "--seed", "3",
+        "--threads", "1",
     ])  # fmt: skip
     assert code == 0
     assert probe_media(out)["video_frames"] == 15
     settings = json.loads(out.with_suffix(".json").read_text())
     assert settings["seed"] == 3 and settings["emotions"]["used_per_clip"] == ["happy"]
+    assert settings["threads"] == 1
     assert str(out) in capsys.readouterr().out
 
 
@@ -77,3 +81,13 @@ def test_bad_input_gets_a_message_not_a_traceback(weights, media, tmp_path, caps
     ])  # fmt: skip
     assert code == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_threads_must_be_auto_or_a_positive_number(weights, media, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main([
+            "generate", "--image", str(media / "portrait.png"), "--audio", str(media / "speech_0.5s.wav"),
+            "--weights", str(weights), "--threads", "0",
+        ])  # fmt: skip
+    assert stop.value.code == 2
+    assert "expected 'auto' or a positive number, got '0'" in capsys.readouterr().err

@@ -3,17 +3,17 @@
 The exactness checks run in float32 (``precision="float32"``): bfloat16 autocast has its own, larger noise floor,
 checked on its own at the end."""
 
+import json
+import os
+
 import numpy as np
 import pytest
 import torch
 
 from memo_model.hardware import cpu_bf16_support
 from memo_model.loading import load_pipeline
-from memo_model.pipelines.request import GenerationRequest
-import json
-import os
-
 from memo_model.pipelines import speed
+from memo_model.pipelines.request import GenerationRequest
 from memo_model.pipelines.speed import (
     ModelOffload,
     SpeedOptions,
