@@ -147,3 +147,14 @@ def test_export_weights_writes_fp16_networks_that_load_back(tmp_path):
         ):
             assert b.dtype == torch.float32, key  # loaded back in the pipeline's dtype
             assert torch.allclose(a, b, rtol=1e-3, atol=1e-4), key
+
+
+def test_memo_tiny_v2_in_training_loads_as_a_128_px_model():
+    """assets/memo-tiny-v2 holds v2's latest trained networks (docs/TRAINING.md): a complete, loadable folder."""
+    from pathlib import Path
+
+    from memo_model.loading import load_pipeline
+
+    pipeline = load_pipeline(Path(__file__).resolve().parents[2] / "assets" / "memo-tiny-v2", device="cpu")
+    assert pipeline.model_info.resolution == 128 and pipeline.vae.config.latent_channels == 8
+    assert pipeline.diffusion_net.config.temporal_norm_num_groups == 32 and pipeline.emotion_detector is not None
