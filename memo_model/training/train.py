@@ -121,8 +121,9 @@ class TrainConfig:
 
 
 def training_precision(setting: str) -> str:
-    """Accelerate's mixed precision for a config's setting. ``"auto"``: what ``accelerate launch --mixed_precision``
-    chose, else bf16 where the hardware computes it natively (``hardware.native_bf16``), else full precision.
+    """Accelerate's mixed precision for a config's setting. ``"auto"``: under ``accelerate launch``, the launcher's
+    setting (its ``--mixed_precision`` or config file; ``"no"`` when neither says); run directly, bf16 where the
+    hardware computes it natively (``hardware.native_bf16``), else full precision.
     Measured on this repository's training steps: 1.27x (MEMO-Tiny) and 1.73x (official architecture) faster on an
     AVX512-BF16 CPU, losses within 0.1 % (bench/precision.py), and the same loss curve over MEMO-Tiny v2's first
     stage-1 steps (docs/TRAINING.md)."""
